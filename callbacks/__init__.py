@@ -1,0 +1,1 @@
+"""Lightning callbacks of hm2bp (spike observability)."""

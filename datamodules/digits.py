@@ -1,0 +1,60 @@
+"""The embedded default: scikit-learn's bundled 8x8 handwritten digits, rate coded (no download).
+
+1,797 images of 8x8 pixels with 17 grey levels (0..16), scaled to 0..255 and Bernoulli rate
+coded like MNIST (spec §4.1). A seeded split gives ``test_size`` test and ``val_size``
+validation images; the rest train.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hm2bp.datamodules.base import IndexedTensorDataset
+from hm2bp.datamodules.image import RateCodedImageDataModule
+
+
+class DigitsDataModule(RateCodedImageDataModule):
+    """8x8 digits (sklearn ``load_digits``), 64 inputs, 10 classes.
+
+    Args:
+        val_size, test_size: held-out images (seeded split of the 1,797).
+        time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed: see the base.
+    """
+
+    num_classes = 10
+    input_shape = (8, 8)
+
+    def __init__(
+        self,
+        val_size: int = 180,
+        test_size: int = 360,
+        time_steps: int = 200,
+        rate_divisor: float = 5.5,
+        redraw_every_epoch: bool = True,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed)
+        self.val_size = val_size
+        self.test_size = test_size
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)  # [1797, 8, 8]
+        x = torch.from_numpy(images)
+        y = torch.from_numpy(digits.target.astype(np.int64))
+        n = len(x)
+        if self.val_size + self.test_size >= n:
+            raise ValueError(f"val_size + test_size must be below {n}, got {self.val_size} + {self.test_size}")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        test = perm[: self.test_size].sort().values
+        val = perm[self.test_size : self.test_size + self.val_size].sort().values
+        train = perm[self.test_size + self.val_size :].sort().values
+        self.train_set = IndexedTensorDataset(x, y, train)
+        self.val_set = IndexedTensorDataset(x, y, val)
+        self.test_set = IndexedTensorDataset(x, y, test)

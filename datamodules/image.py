@@ -1,0 +1,75 @@
+"""Rate-coded static images: the shared base of the MNIST, EMNIST and digits datamodules.
+
+The loaders yield ``(image uint8 [B, H, W], label [B], index [B])``; spikes are drawn on the
+batch's device in ``on_after_batch_transfer`` with :func:`bernoulli_rate` keyed by
+``(seed, split, index, epoch)``: frozen trains (official MLP runs: ``redraw_every_epoch=False``)
+or fresh ones every epoch (official CNN runs). Validation and test trains are always fixed.
+"""
+from __future__ import annotations
+
+from hm2bp.datamodules.base import SpikeDataModule
+from hm2bp.datamodules.encoding import bernoulli_rate
+
+_SPLIT_SALT = {"train": 0, "val": 0, "test": 0x5EED, "predict": 0x5EED}
+
+
+class RateCodedImageDataModule(SpikeDataModule):
+    """Base for image datasets rate-coded with p = x / (rate_divisor * 255) (spec §4.1).
+
+    Args:
+        time_steps: T (official MNIST: 400).
+        rate_divisor: 5.5 in the official program (max 0.18 spikes per step).
+        redraw_every_epoch: draw new training trains each epoch (official CNN) instead of frozen
+            trains (official MLP).
+        batch_size, num_workers, seed: see ``SpikeDataModule``.
+    """
+
+    def __init__(
+        self,
+        time_steps: int = 400,
+        rate_divisor: float = 5.5,
+        redraw_every_epoch: bool = False,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if time_steps < 2:
+            raise ValueError(f"data.time_steps must be at least 2, got {time_steps}")
+        if rate_divisor < 1:
+            raise ValueError(f"data.rate_divisor must be >= 1 (p <= 1), got {rate_divisor}")
+        self.time_steps = time_steps
+        self.rate_divisor = rate_divisor
+        self.redraw_every_epoch = redraw_every_epoch
+
+    def _stage(self) -> str:
+        t = self.trainer
+        if t is None:
+            return "test"
+        if t.training:
+            return "train"
+        if t.sanity_checking or t.validating:
+            return "val"
+        return "test"
+
+    def augment(self, images, stage: str):
+        """Hook for on-device augmentation of uint8 images ``[B, H, W]`` (identity here)."""
+        return images
+
+    def encode(self, images, index, stage: str, epoch: int = 0):
+        """Images ``[B, *shape]`` -> spikes ``[T, B, *shape]`` uint8."""
+        redraw = stage == "train" and self.redraw_every_epoch
+        return bernoulli_rate(
+            images,
+            self.time_steps,
+            index=index,
+            epoch=epoch if redraw else 0,
+            seed=self.seed ^ _SPLIT_SALT[stage],
+            rate_divisor=self.rate_divisor,
+        )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels, index = batch
+        stage = self._stage()
+        images = self.augment(images, stage)
+        return self.encode(images, index, stage, self.current_epoch()), labels.long()

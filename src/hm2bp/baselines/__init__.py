@@ -1,0 +1,1 @@
+"""Baseline learning rules (surrogate-gradient BPTT) on the same LIF layers, for comparison."""

@@ -1,0 +1,70 @@
+"""``hm2bp`` command line: LightningCLI with OmegaConf interpolation (``parser_mode="omegaconf+"``).
+
+    hm2bp fit --config configs/experiment/digits.yaml
+    hm2bp test --config configs/experiment/mnist_mlp.yaml --ckpt_path path/to/best.ckpt
+
+Values that must agree between data and model (input size, class count, T) are linked from
+the instantiated datamodule into ``SpikingClassifier`` (``num_inputs``, ``num_classes``,
+``time_steps``), which checks them against the network with one clear error.
+``--test_after_fit true`` tests the best checkpoint once ``fit`` ends and prints the accuracy.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytorch_lightning as pl
+from jsonargparse import set_parsing_settings
+from pytorch_lightning.cli import LightningCLI
+
+from hm2bp.module import SpikingClassifier
+
+DEFAULT_LOGGER = {
+    "class_path": "pytorch_lightning.loggers.WandbLogger",
+    "init_args": {"offline": True, "project": "hm2bp", "save_dir": "runs"},
+}
+
+
+class HM2BPCLI(LightningCLI):
+    """LightningCLI with data->model links and an optional test after fit."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--test_after_fit", type=bool, default=False,
+                            help="after fit, test the best checkpoint and print test/acc")
+        parser.link_arguments("data.num_inputs", "model.num_inputs", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.time_steps", "model.time_steps", apply_on="instantiate")
+
+    def after_fit(self) -> None:
+        if not self.config[self.subcommand].get("test_after_fit"):
+            return
+        ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
+        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+        if self.trainer.is_global_zero and results:
+            print(f"TEST ACCURACY: {100.0 * results[0]['test/acc']:.2f}%  (checkpoint: {ckpt or 'last weights'})")
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> HM2BPCLI:
+    """Build (and by default run) the CLI; returns it, for tests and scripts."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
+    return HM2BPCLI(
+        SpikingClassifier,
+        pl.LightningDataModule,
+        subclass_mode_data=True,
+        trainer_defaults={"logger": DEFAULT_LOGGER},
+        parser_kwargs={"parser_mode": "omegaconf+"},
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def main() -> None:
+    """Entry point of the ``hm2bp`` console script."""
+    cli_main(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

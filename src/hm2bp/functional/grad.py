@@ -1,0 +1,213 @@
+r"""HM2-BP macro/micro backward for one spiking layer (spec §3.2-3.5, §7.2).
+
+Given the layer's input and output spike trains and :math:`g_i = \partial E/\partial o_i` per
+sample, with :math:`\delta_i = g_i/\nu` (H9/H10), the official rule (spec §3.4) is
+
+.. math::
+
+    \frac{\partial E}{\partial w_{ij}} &= \sum_b \delta_{bi}\, e_{b,i|j}\,(1+\sigma_{bi})\,\gamma_{bi}
+        &&\text{(H13)}\\
+    \sigma_i &= \frac{1}{\nu}\sum_l w_{il}\, r_{il},\quad r_{il} = e_{i|l}/o_i\ (o_i>0),\ 0.5\ (o_i=0)
+        &&\text{(side effect, H11/H12b)}\\
+    g^{prev}_j &= \sum_i \delta_i\, w_{ij}\, \rho_{ij},\quad \rho_{ij} = e_{i|j}/o_j\ (o_i,o_j>0),\ 1\ \text{otherwise}
+        &&\text{(H10/H12a)}\\
+    \gamma_i &= \Big(1 - w_0^2 \sum_{l\ne i} d_i d_l\, \tfrac{e_{l|i}}{o_i}\tfrac{e_{i|l}}{o_l}\Big)^{-1}
+        &&\text{(lateral factor, H14)}
+
+with the silent-post constant :math:`e_{i|j} = 0.1` when :math:`o_i = 0 < o_j` (§2.3 item 4).
+Every sum over :math:`(i, j)` pairs is evaluated as a GEMM over the S-PSP factors
+(``spsp.py``): nothing of size ``[B, N_out, N_in]`` is formed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from hm2bp.functional.psp import PSPKernel
+from hm2bp.functional.spsp import materialise, spsp_factors
+
+Pairs = list[tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class HM2BPRule:
+    """Options of the HM2-BP learning rule for one layer, each tied to its spec section."""
+
+    threshold: float  # nu: delta = g / nu (H9/H10)
+    kernel: PSPKernel  # S-PSP convention (§2.3 official / §2.4 exact)
+    effect_ratio: bool = True  # §3.4 step 8 / H12a: error through W∘rho (False: through W)
+    side_effect: bool = True  # §3.4 step 9 / H11: factor (1 + sigma)
+    silent_spsp: float = 0.1  # §2.3 item 4: e_ij for a silent post with an active pre
+    silent_side_ratio: float = 0.5  # §3.4 step 9: r_il for a silent post
+    lateral_strength: float = 0.0  # w0 of the output inhibition -w0 (1 - I) (§3.5)
+    lateral_factor: bool = False  # §3.5 / H14: gamma (needs lateral_strength > 0)
+    target_injection: float | None = None  # §3.4 step 4: desired count of a silent target's train
+    reg_lambda: float = 0.0  # H17 regulariser lambda (official MNIST: 10)
+    reg_beta: float = 0.0  # H17 beta (official MNIST 0.04, N-MNIST 0.01, CNN test 0.4)
+    reg_limit: float = 8.0  # H17 weight limit L
+
+
+# ----------------------------------------------------------------------------- reduced products
+def weighted_spsp_sum(pairs: Pairs, coef: Tensor) -> Tensor:
+    """``sum_b coef[b, i] * e[b, i, j]`` -> ``[N_out, N_in]`` (one GEMM per factor pair)."""
+    out = None
+    for x, a in pairs:
+        xc = (x * coef).reshape(-1, x.shape[-1])  # [T*B, N_out]
+        term = xc.t() @ a.reshape(-1, a.shape[-1])  # [N_out, N_in]
+        out = term if out is None else out + term
+    return out
+
+
+def spsp_dot_rows(pairs: Pairs, weight: Tensor) -> Tensor:
+    """``sum_j w[i, j] * e[b, i, j]`` -> ``[B, N_out]`` (the feed-forward T-PSP, H6)."""
+    out = None
+    for x, a in pairs:
+        term = (x * (a @ weight.t())).sum(0)  # [B, N_out]
+        out = term if out is None else out + term
+    return out
+
+
+def spsp_dot_cols(pairs: Pairs, row_coef: Tensor, weight: Tensor) -> Tensor:
+    """``sum_i row_coef[b, i] * w[i, j] * e[b, i, j]`` -> ``[B, N_in]``."""
+    out = None
+    for x, a in pairs:
+        term = (a * ((x * row_coef) @ weight)).sum(0)  # [B, N_in]
+        out = term if out is None else out + term
+    return out
+
+
+# ----------------------------------------------------------------------------- official pieces
+def inject_target(post: Tensor, counts: Tensor, target: Tensor, desired: float, refractory: int) -> Tensor:
+    """Replace a silent target's train by regular spikes at ``m * floor(T / desired)``, m >= 1.
+
+    ``post`` ``[T, B, N]``, ``counts`` ``[B, N]``, ``target`` ``[B]`` (spec §3.4 step 4; for
+    T = 400 and desired 35: 36 spikes at 11, 22, ..., 396). The spacing is at least
+    ``refractory + 1`` so the train stays a valid LIF output.
+    """
+    T = post.shape[0]
+    rows = torch.arange(post.shape[1], device=post.device)
+    silent = counts[rows, target] == 0
+    if not bool(silent.any()):
+        return post
+    spacing = max(int(T // desired), refractory + 1)
+    train = torch.zeros(T, dtype=post.dtype, device=post.device)
+    train[spacing::spacing] = 1
+    post = post.clone()
+    b = rows[silent]
+    post[:, b, target[silent]] = train[:, None].expand(T, int(b.numel()))
+    return post
+
+
+def lateral_factor(post: Tensor, counts: Tensor, target: Tensor | None, rule: HM2BPRule) -> Tensor:
+    """Lateral factor ``gamma`` ``[B, N]`` of an inhibited output layer (H14, §3.5).
+
+    ``e`` between output trains is materialised (``[B, N, N]``, small: N = classes).
+    ``d_k = 1/nu`` if ``o_k > 0`` or ``k`` is the target, else 0; ratios are 1 if a count is 0.
+    """
+    e = materialise(spsp_factors(post, post, rule.kernel, counts.dtype))  # e[b, l, i]: post l, pre i
+    o = counts
+    both = (o[:, :, None] > 0) & (o[:, None, :] > 0)  # [B, l, i]
+    ratio = torch.where(both, e / o[:, None, :].clamp(min=1), torch.ones_like(e))  # e_{l|i} / o_i
+    pair = ratio * ratio.transpose(1, 2)  # (e_{l|i}/o_i)(e_{i|l}/o_l), symmetric
+    active = o > 0
+    if target is not None:
+        active = active.clone()
+        active[torch.arange(o.shape[0], device=o.device), target] = True
+    d = active.to(o.dtype) / rule.threshold  # [B, N]
+    eye = torch.eye(o.shape[1], dtype=torch.bool, device=o.device)
+    pair = pair.masked_fill(eye, 0.0)
+    s = d * (pair * d[:, :, None]).sum(1)  # sum over l != i of d_l d_i pair[l, i]
+    return 1.0 / (1.0 - rule.lateral_strength**2 * s)
+
+
+def regulariser_grad(weight: Tensor, rule: HM2BPRule) -> Tensor:
+    r"""Gradient of the weight-norm regulariser (H17), per post neuron :math:`i`:
+
+    :math:`\lambda\beta\,(w_{ij}/L)\,\exp(\beta(S_i - 1))`, :math:`S_i = \mathrm{mean}_j (w_{ij}/L)^2`.
+    """
+    if rule.reg_lambda == 0.0 or rule.reg_beta == 0.0:
+        return torch.zeros_like(weight)
+    wl = weight / rule.reg_limit
+    s = (wl * wl).mean(dim=tuple(range(1, weight.dim())), keepdim=True)
+    return rule.reg_lambda * rule.reg_beta * wl * torch.exp(rule.reg_beta * (s - 1.0))
+
+
+# ----------------------------------------------------------------------------- the layer backward
+def hm2bp_backward(
+    pre: Tensor,
+    post: Tensor,
+    weight: Tensor,
+    grad_counts: Tensor,
+    rule: HM2BPRule,
+    *,
+    target: Tensor | None = None,
+    need_input_grad: bool = True,
+    bias: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """HM2-BP gradients of one fully connected spiking layer, per spec §3.4.
+
+    Args:
+        pre: ``[T, B, N_in]`` input spikes (0/1, any dtype).
+        post: ``[T, B, N_out]`` output spikes of the forward pass.
+        weight: ``[N_out, N_in]`` feed-forward weights (pre-update).
+        grad_counts: ``[B, N_out]`` ``dE/do`` of this layer's output counts.
+        rule: the learning-rule options.
+        target: ``[B]`` labels, used by target injection and the lateral factor.
+        need_input_grad: also return ``dE/do`` of the input counts.
+        bias: optional ``[N_out]`` bias, modelled as a synapse from an input that fires at
+            every step (its weight gradient uses the same S-PSP rule).
+
+    Returns:
+        ``(grad_weight [N_out, N_in], grad_input_counts [B, N_in] or None, grad_bias or None)``.
+        Weight gradients are summed over the batch; the regulariser (H17) is added once per
+        sample (``B`` times), as the official per-sample updates do.
+    """
+    dtype = weight.dtype
+    T, B = post.shape[:2]
+    n_in = weight.shape[1]
+    if bias is not None:
+        pre = torch.cat([pre.to(dtype), torch.ones(T, B, 1, dtype=dtype, device=pre.device)], dim=-1)
+        weight_ff = torch.cat([weight, bias[:, None]], dim=1)
+    else:
+        weight_ff = weight
+    counts_raw = post.sum(0).to(dtype)  # [B, N_out]
+    o_in = pre.sum(0).to(dtype)  # [B, N_in(+1)]
+    gamma = 1.0
+    if rule.lateral_factor and rule.lateral_strength != 0.0:
+        gamma = lateral_factor(post.to(dtype), counts_raw, target, rule)
+    if rule.target_injection is not None and target is not None:
+        post = inject_target(post, counts_raw, target, rule.target_injection, rule.kernel.refractory)
+    o_out = post.sum(0).to(dtype)
+    delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
+    pairs = spsp_factors(pre, post, rule.kernel, dtype)
+    active_out = o_out > 0
+    active_in = (o_in > 0).to(dtype)
+
+    if rule.side_effect:
+        a_ff = spsp_dot_rows(pairs, weight_ff)  # [B, N_out]
+        silent_sigma = rule.silent_side_ratio * weight_ff.sum(1) / rule.threshold  # [N_out]
+        sigma = torch.where(active_out, a_ff / (rule.threshold * o_out.clamp(min=1)), silent_sigma)
+    else:
+        sigma = torch.zeros_like(delta)
+    coef = delta * (1.0 + sigma) * gamma  # [B, N_out]
+    grad_w = weighted_spsp_sum(pairs, coef)
+    grad_w = grad_w + rule.silent_spsp * (coef * (~active_out).to(dtype)).t() @ active_in  # silent rows
+    grad_b = None
+    if bias is not None:
+        grad_b = grad_w[:, -1]
+        grad_w = grad_w[:, :-1]
+    grad_w = grad_w + B * regulariser_grad(weight, rule)
+
+    grad_in = None
+    if need_input_grad:
+        if rule.effect_ratio:
+            h = spsp_dot_cols(pairs, delta, weight_ff)[:, :n_in]  # sum over active posts of delta w e
+            o_j = o_in[:, :n_in]
+            from_silent_posts = (delta * (~active_out).to(dtype)) @ weight  # rho = 1 where o_i = 0
+            plain = delta @ weight  # rho = 1 where o_j = 0
+            grad_in = torch.where(o_j > 0, h / o_j.clamp(min=1) + from_silent_posts, plain)
+        else:
+            grad_in = delta @ weight
+    return grad_w, grad_in, grad_b

@@ -1,0 +1,79 @@
+r"""Discrete-time LIF simulator of the official HM2-BP program (spec §1.2).
+
+Time-first layout: currents and spikes are ``[T, B, N]``.
+
+Per neuron there are two state variables, the synaptic trace :math:`\epsilon` and the
+membrane :math:`v`, both starting at 0. For :math:`t = 0 \dots T-1`:
+
+.. math::
+
+    v &\leftarrow v\,(1 - 1/\tau_m),\qquad \epsilon \leftarrow \epsilon\,(1 - 1/\tau_s)
+        &&\text{(leak; at } t=0 \text{ stop here: no spike at } t=0)\\
+    \epsilon &\leftarrow \epsilon + I[t] + W_{lat}\, s[t-1]
+        &&\text{(input, delivered with a 1-step delay)}\\
+    v &\leftarrow v + \epsilon/\tau_s &&\text{(integrate)}\\
+    v &\leftarrow 0 \text{ while refractory} &&\text{(clamp for } T_{ref} \text{ steps)}\\
+    s[t] &= [v > \nu - \varepsilon_\nu];\ v \leftarrow 0 \text{ on a spike} &&\text{(fire, reset } v \text{ only)}
+
+``I[t]`` is the feed-forward current already delayed by the caller (``I[t] = W s_{in}[t-1]``).
+Only the membrane is reset; the synaptic trace keeps flowing.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def lif_simulate(
+    current: Tensor,
+    threshold: float,
+    *,
+    tau_m: float = 64.0,
+    tau_s: float = 8.0,
+    refractory: int = 2,
+    lateral: Tensor | None = None,
+    threshold_eps: float = 1e-6,
+) -> Tensor:
+    """Simulate LIF neurons driven by a delayed input current.
+
+    Args:
+        current: ``[T, B, N]`` feed-forward current added to the synaptic trace at each step
+            (``current[t] = W s_in[t-1]``; ``current[0]`` is ignored, spec §1.2 step 1).
+        threshold: firing threshold :math:`\\nu`.
+        tau_m, tau_s: membrane and synaptic time constants in steps (official: 64, 8).
+        refractory: :math:`T_{ref}` in steps (official: 2); ``v`` is clamped to 0 for this many
+            steps after a spike, so the minimum inter-spike interval is ``refractory + 1``.
+        lateral: optional ``[N, N]`` matrix ``W_lat[post, pre]`` applied to the layer's own spikes
+            at ``t-1`` (spec §3.5, §10.2); output inhibition is ``-w0 (1 - I)``.
+        threshold_eps: a spike needs ``v > threshold - threshold_eps`` (official FC/pool: 1e-6,
+            conv: 0).
+
+    Returns:
+        ``[T, B, N]`` bool spike trains.
+    """
+    T = current.shape[0]
+    state_shape = current.shape[1:]
+    v = current.new_zeros(state_shape)
+    ep = current.new_zeros(state_shape)
+    ref = torch.zeros(state_shape, dtype=torch.int8, device=current.device)
+    spikes = torch.zeros(current.shape, dtype=torch.bool, device=current.device)
+    leak_m = 1.0 - 1.0 / tau_m
+    leak_s = 1.0 - 1.0 / tau_s
+    theta = threshold - threshold_eps
+    lat_t = lateral.t() if lateral is not None else None
+    prev = None
+    for t in range(1, T):
+        v.mul_(leak_m)
+        ep.mul_(leak_s).add_(current[t])
+        if lat_t is not None and prev is not None:
+            ep.add_(prev.to(ep.dtype) @ lat_t)
+        v.add_(ep, alpha=1.0 / tau_s)
+        refractory_now = ref > 0
+        v.masked_fill_(refractory_now, 0.0)
+        ref.sub_(refractory_now.to(torch.int8))
+        fired = v > theta
+        spikes[t] = fired
+        v.masked_fill_(fired, 0.0)
+        ref.masked_fill_(fired, refractory)
+        prev = fired
+    return spikes

@@ -1,0 +1,102 @@
+r"""PSP traces of spike trains and the two S-PSP conventions (spec §1.2, §2.3, §2.4, §7.2).
+
+Both conventions write the never-reset unit PSP of one input spike as a difference of two
+geometric traces,
+
+.. math::
+
+    P_j[t] = C\,\big(A^{(a)}_j[t] - A^{(b)}_j[t]\big),\qquad
+    A^{(x)}_j[t] = \sum_{k:\ t^{(k)}_j + \Delta \le t} x^{\,t - t^{(k)}_j - \Delta},\qquad
+    C = \frac{\tau_m}{\tau_m - \tau_s}.
+
+* ``exact`` (H16): :math:`a = 1 - 1/\tau_m`, :math:`b = 1 - 1/\tau_s`, :math:`\Delta = 0`.
+  This is exactly the membrane response of the §1.2 simulator to a unit-weight spike
+  (0.125 at lag 1, 0.232422 at lag 2, ...), first reset at :math:`r_1 = 0`, no window.
+* ``official`` (§2.3): the continuous kernel :math:`\varepsilon_0(t) = C(e^{-t/\tau_m} - e^{-t/\tau_s})`,
+  i.e. :math:`a = e^{-1/\tau_m}`, :math:`b = e^{-1/\tau_s}`, pre spikes shifted by
+  :math:`\Delta = T_{ref}`, first reset at :math:`r_1 = 1`, and only pre spikes with
+  :math:`1 \le t_{pre}`, :math:`t_{post} - 4\tau_m \le t_{pre} < t_{post}` counted.
+* ``paper`` (§6.1): the continuous kernel without shift, window or the first-reset offset.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+CONVENTIONS = ("exact", "official", "paper")
+
+
+@dataclass(frozen=True)
+class PSPKernel:
+    """Constants of one S-PSP convention (see the module docstring)."""
+
+    decay_m: float  # a: per-step decay of the tau_m trace
+    decay_s: float  # b: per-step decay of the tau_s trace
+    scale: float  # C = tau_m / (tau_m - tau_s)
+    shift: int  # Delta: pre-spike shift in steps
+    first_reset: int  # r_1
+    window: int | None  # W: pre spikes with t_pre >= t_post - W count (None: all)
+    min_pre_time: int  # pre spikes earlier than this never count (official: 1)
+    refractory: int  # T_ref: r_f = t_{f-1} + T_ref
+
+    @classmethod
+    def make(cls, convention: str, tau_m: float = 64.0, tau_s: float = 8.0, refractory: int = 2) -> "PSPKernel":
+        if convention not in CONVENTIONS:
+            raise ValueError(f"spsp convention must be one of {CONVENTIONS}, got {convention!r}")
+        if not tau_m > tau_s > 0:
+            raise ValueError(f"need tau_m > tau_s > 0, got tau_m={tau_m}, tau_s={tau_s}")
+        scale = tau_m / (tau_m - tau_s)
+        if convention == "exact":
+            return cls(1 - 1 / tau_m, 1 - 1 / tau_s, scale, 0, 0, None, 0, refractory)
+        if convention == "official":
+            return cls(
+                math.exp(-1 / tau_m), math.exp(-1 / tau_s), scale, refractory, 1, int(4 * tau_m), 1, refractory
+            )
+        return cls(math.exp(-1 / tau_m), math.exp(-1 / tau_s), scale, 0, 0, None, 0, refractory)
+
+
+def exp_trace(spikes: Tensor, decay: float, shift: int = 0, dtype: torch.dtype | None = None) -> Tensor:
+    r"""Geometric trace :math:`A[t] = \sum_{t_k + \Delta \le t} x^{t - t_k - \Delta}`.
+
+    Args:
+        spikes: ``[T, ...]`` spike trains (bool, uint8 or float).
+        decay: per-step factor :math:`x`.
+        shift: :math:`\Delta`, steps by which every spike is delayed.
+    Returns:
+        ``[T, ...]`` trace in ``dtype`` (default float32, or the input's float dtype).
+    """
+    if dtype is None:
+        dtype = spikes.dtype if spikes.is_floating_point() else torch.float32
+    T = spikes.shape[0]
+    out = torch.zeros(spikes.shape, dtype=dtype, device=spikes.device)
+    if shift >= T:
+        return out
+    src = spikes[: T - shift].to(dtype)  # spike at t lands at t + shift
+    acc = torch.zeros(spikes.shape[1:], dtype=dtype, device=spikes.device)
+    for t in range(shift, T):
+        acc.mul_(decay).add_(src[t - shift])
+        out[t] = acc
+    return out
+
+
+def psp_traces(pre: Tensor, kernel: PSPKernel, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """The two traces ``(A_a, A_b)`` of ``pre`` ``[T, ...]``; the free PSP is ``C (A_a - A_b)``.
+
+    Under ``official``, input spikes at ``t < min_pre_time`` are dropped first (spec §2.3).
+    """
+    if kernel.min_pre_time > 0:
+        pre = pre.clone()
+        pre[: kernel.min_pre_time] = 0
+    return (
+        exp_trace(pre, kernel.decay_m, kernel.shift, dtype),
+        exp_trace(pre, kernel.decay_s, kernel.shift, dtype),
+    )
+
+
+def free_psp(pre: Tensor, kernel: PSPKernel, dtype: torch.dtype | None = None) -> Tensor:
+    """Never-reset unit PSP ``P = C (A_a - A_b)`` of every input, ``[T, ...]``."""
+    a, b = psp_traces(pre, kernel, dtype)
+    return kernel.scale * (a - b)

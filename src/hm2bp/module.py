@@ -1,0 +1,144 @@
+"""``SpikingClassifier``: the LightningModule that trains a spiking network with HM2-BP.
+
+The network (any ``nn.Module`` mapping spikes ``[T, B, *in]`` to output spikes
+``[T, B, classes]``) and the loss are injected. Output counts ``o = spikes.sum(0)`` feed the
+loss; ``loss.backward()`` runs each layer's HM2-BP rule (no graph through time).
+
+Prediction is the argmax of the output counts. Ties go to the lowest class index, so an
+all-silent output predicts class 0, as the official program does (spec §3.1); the fraction of
+all-silent samples is logged as ``<stage>/silent_output`` so such "correct by default" answers
+are visible.
+"""
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from hm2bp.loss import SpikeCountLoss
+
+
+class SpikingClassifier(pl.LightningModule):
+    """Classification with spike-count outputs.
+
+    Args:
+        network: the spiking network (e.g. ``hm2bp.SpikingNetwork``).
+        loss: count loss (default ``SpikeCountLoss(35, 5, 5)``).
+        optimizer: ``"adam"`` (official, β 0.9/0.999, ε 1e-8) or ``"sgd"``.
+        lr: learning rate for the batch-summed gradient (official batch-1 Adam: 1e-3).
+        momentum: SGD momentum.
+        lr_schedule: ``"inv_sqrt_epoch"`` (official: lr / sqrt(epoch + 1)) or ``"constant"``.
+        num_inputs, num_classes, time_steps: linked from the datamodule by the CLI; when given they
+            are checked against the network and every batch, with one clear error.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        loss: nn.Module | None = None,
+        optimizer: str = "adam",
+        lr: float = 5e-3,
+        momentum: float = 0.0,
+        lr_schedule: str = "inv_sqrt_epoch",
+        num_inputs: int | None = None,
+        num_classes: int | None = None,
+        time_steps: int | None = None,
+    ) -> None:
+        super().__init__()
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        if lr_schedule not in ("inv_sqrt_epoch", "constant"):
+            raise ValueError(f"model.lr_schedule must be 'inv_sqrt_epoch' or 'constant', got {lr_schedule!r}")
+        self.save_hyperparameters(ignore=["network", "loss"])
+        self.network = network
+        self.loss = loss if loss is not None else SpikeCountLoss()
+        net_in = getattr(network, "num_inputs", None)
+        net_out = getattr(network, "num_classes", None)
+        if num_inputs is not None and net_in is not None and net_in != num_inputs:
+            raise ValueError(
+                f"model/data mismatch: the network takes {net_in} inputs but the datamodule provides "
+                f"{num_inputs}; fix model.network.init_args.spec"
+            )
+        if num_classes is not None and net_out is not None and net_out != num_classes:
+            raise ValueError(
+                f"model/data mismatch: the network has {net_out} outputs but the datamodule has "
+                f"{num_classes} classes; fix model.network.init_args.spec"
+            )
+        self.num_classes = num_classes or net_out
+        self.time_steps = time_steps
+        self.optimizer_name = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.lr_schedule = lr_schedule
+        for stage in ("train", "val", "test"):
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes=self.num_classes, average="micro"))
+            setattr(self, f"{stage}_loss", MeanMetric())
+            setattr(self, f"{stage}_silent", MeanMetric())
+
+    # ------------------------------------------------------------------ shared step
+    def forward(self, spikes: Tensor) -> Tensor:
+        """Output spike counts ``[B, classes]`` for input spikes ``[T, B, *in]``."""
+        return self.network(spikes).sum(0)
+
+    def model_step(self, batch, stage: str) -> dict:
+        spikes, target = batch
+        if self.time_steps is not None and spikes.shape[0] != self.time_steps:
+            raise ValueError(
+                f"batch has T={spikes.shape[0]} time steps but the model was linked to T={self.time_steps}"
+            )
+        layers = self.network(spikes, target=target if stage == "train" else None, return_all=True)
+        out = layers[next(reversed(layers))]
+        counts = out.sum(0)  # [B, classes]
+        loss = self.loss(counts, target)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{stage} loss is {loss.item()}: check the weights of {self.network.__class__.__name__}")
+        preds = counts.detach().argmax(-1)  # ties -> lowest index; all-silent -> class 0
+        silent = (counts.detach().sum(-1) == 0).float()
+        getattr(self, f"{stage}_acc").update(preds, target)
+        getattr(self, f"{stage}_loss").update(loss.detach() / spikes.shape[1], weight=spikes.shape[1])
+        getattr(self, f"{stage}_silent").update(silent)
+        for key in ("acc", "loss", "silent"):
+            name = f"{stage}/{'silent_output' if key == 'silent' else key}"
+            self.log(name, getattr(self, f"{stage}_{key}"), on_step=stage == "train" and key != "silent",
+                     on_epoch=True, prog_bar=key == "acc", batch_size=spikes.shape[1])
+        return {
+            "loss": loss,
+            "preds": preds,
+            "target": target,
+            "counts": {name: s.detach().sum(0) for name, s in layers.items()},
+            "time_steps": spikes.shape[0],
+        }
+
+    def training_step(self, batch, batch_idx):
+        return self.model_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self.model_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self.model_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        spikes = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(spikes).argmax(-1)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_name == "adam":
+            opt = torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999), eps=1e-8)
+        else:
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
+        if self.lr_schedule == "constant":
+            return opt
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0 / math.sqrt(epoch + 1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        for name, p in self.named_parameters():
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                raise FloatingPointError(f"non-finite HM2-BP gradient in parameter {name!r}; lower the learning rate")
