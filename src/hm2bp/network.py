@@ -68,7 +68,7 @@ class SpikingNetwork(nn.Module):
         effect_ratio, side_effect, lateral_factor: HM2-BP rule switches (spec §3.4, §3.5).
         target_injection: desired count of the injected train for a silent target (official 35);
             ``None`` turns injection off.
-        reg_lambda, reg_beta, reg_limit: H17 regulariser on every fully connected layer.
+        reg_lambda, reg_beta, reg_limit: H17 regulariser on every fully connected layer and conv kernel.
         fc_init, conv_init: uniform init ranges (official: FC 1, conv 0.5).
         bias: give fully connected layers a trainable bias (official: none).
         pool_rule: pooling backward, ``"official"`` (1/p^2) or ``"threshold"`` (1/nu_pool), spec §3.6.
@@ -131,7 +131,8 @@ class SpikingNetwork(nn.Module):
                 )
                 shape = (ls.size,)
             else:
-                layer, shape = self._build_conv_or_pool(ls, shape, thr, common, rule, conv_init, pool_rule)
+                conv_rule = dict(rule, reg_lambda=reg_lambda, reg_beta=reg_beta, reg_limit=reg_limit)  # H17 on kernels
+                layer, shape = self._build_conv_or_pool(ls, shape, thr, common, conv_rule, conv_init, pool_rule)
             self.layers[name] = layer
         self.num_classes = layer_specs[-1].size
 
