@@ -21,6 +21,7 @@ Definitions for one layer of ``N`` neurons over ``S`` samples of ``T`` steps eac
   :math:`1/(T_{ref}+1)` (the minimum inter-spike interval is :math:`T_{ref}+1` steps);
 * ``epoch_saturated_frac`` = fraction of neurons whose accumulated rate
   :math:`\sum_s c_{sn}/\sum_s T_s` is within ``tol`` of :math:`1/(T_{ref}+1)`;
+* ``samples`` = :math:`S`, ``steps`` = :math:`\sum_s T_s`;
 * ``neuron_rates`` ``[N]`` = :math:`\sum_s c_{sn}/\sum_s T_s`;
 * ``hist`` ``[bins]`` = number of (sample, neuron) pairs whose rate :math:`c_{sn}/T_s` falls in
   each of ``bins`` equal bins on :math:`[0, 1/(T_{ref}+1)]` (``hist_edges``, ``bins + 1``
@@ -64,7 +65,7 @@ class SpikeStatistics(Metric):
         >>> m = SpikeStatistics(num_neurons=3, refractory=2)
         >>> m.update(torch.tensor([[0., 2., 4.], [0., 0., 4.]]), time_steps=12)
         >>> {k: round(float(v), 4) for k, v in m.compute().items() if v.dim() == 0}
-        {'rate': 0.1389, 'count': 1.6667, 'silent_frac': 0.5, 'dead_frac': 0.3333, 'saturated_frac': 0.3333, 'epoch_saturated_frac': 0.3333, 'samples': 2.0}
+        {'rate': 0.1389, 'count': 1.6667, 'silent_frac': 0.5, 'dead_frac': 0.3333, 'saturated_frac': 0.3333, 'epoch_saturated_frac': 0.3333, 'samples': 2.0, 'steps': 24.0}
     """
 
     is_differentiable = False
@@ -140,6 +141,7 @@ class SpikeStatistics(Metric):
             "saturated_frac": self.saturated_pairs.double() / pairs,
             "epoch_saturated_frac": (neuron_rates >= sat_rate - 1e-12).double().mean(),
             "samples": samples,
+            "steps": steps,
             "neuron_rates": neuron_rates,
             "hist": self.hist.clone(),
         }
