@@ -117,7 +117,7 @@ class FiringRateMonitor(Callback):
         if self._desired is None:
             self._desired = getattr(getattr(pl_module, "loss", None), "desired", None)
         if not trainer.loggers:
-            rank_zero_warn_once(
+            _warn_rank_zero(
                 "FiringRateMonitor: the trainer has no logger; spike statistics only reach "
                 "trainer.callback_metrics (and the silent-layer warnings still fire)."
             )
@@ -264,7 +264,7 @@ class FiringRateMonitor(Callback):
                 f" Its input, layer '{prev}', fired at {float(stats[prev]['rate']):.4g} spikes/neuron/step."
                 if prev is not None else ""
             )
-            rank_zero_warn_once(
+            _warn_rank_zero(
                 "\n" + "!" * 78 + "\n"
                 f"FiringRateMonitor: layer '{first}' was SILENT for the whole validation epoch {epoch}: "
                 f"none of its {n_neurons} neurons fired a single spike on {samples} samples x {T} steps "
@@ -276,7 +276,7 @@ class FiringRateMonitor(Callback):
         if target is not None and float(target["target_silent_frac"]) == 1.0 and "__target__" not in self._warned:
             self._warned.add("__target__")
             out = self._out_name
-            rank_zero_warn_once(
+            _warn_rank_zero(
                 "\n" + "!" * 78 + "\n"
                 f"FiringRateMonitor: the target (labelled) output neuron of layer '{out}' fired 0 spikes on "
                 f"all {int(target['samples'])} validation samples of epoch {epoch} (desired count "
@@ -293,8 +293,8 @@ def logger_step(trainer: pl.Trainer) -> int:
     return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
 
 
-def rank_zero_warn_once(message: str, category: type[Warning] = UserWarning) -> None:
-    """Warn on rank zero (the caller keeps track of "once")."""
+def _warn_rank_zero(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` on rank zero only (callers keep track of "once")."""
     if rank_zero_only.rank == 0:
         warnings.warn(message, category, stacklevel=3)
 
