@@ -377,8 +377,11 @@ class SpikeListDataModule(SpikeDataModule):
         return int(label)
 
     def build_split(self, split: str, files: list[tuple[Path, int]]) -> SpikeLists:
-        samples, labels, sources = [], [], []
+        from pytorch_lightning.utilities import rank_zero_info
+
         root = self.source_root()
+        rank_zero_info(f"{type(self).__name__}: encoding {len(files)} {split} files from {root} into {self.cache.folder}")
+        samples, labels, sources = [], [], []
         for path, label in files:
             labels.append(self.check_label(label, path))
             samples.append(self.encode_file(path))
