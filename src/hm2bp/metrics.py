@@ -123,7 +123,9 @@ class SpikeStatistics(Metric):
         self.neuron_spikes += c.sum(0)
         # bin index of rate c/T on [0, max_rate] with `bins` bins: floor(c * bins * (T_ref+1) / T)
         idx = torch.div(c * (self.bins * (self.refractory + 1)), T, rounding_mode="floor").clamp_(max=self.bins - 1)
-        self.hist += torch.bincount(idx.reshape(-1), minlength=self.bins)
+        idx = idx.reshape(-1)
+        # index_add_, not bincount: bincount reads the max on the host (a device sync on GPUs)
+        self.hist.index_add_(0, idx, torch.ones_like(idx))
 
     def compute(self) -> dict[str, Tensor]:
         N = self.num_neurons
