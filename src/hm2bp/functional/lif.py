@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hm2bp.functional._threads import single_thread
+
 
 def lif_simulate(
     current: Tensor,
@@ -53,27 +55,22 @@ def lif_simulate(
     """
     T = current.shape[0]
     state_shape = current.shape[1:]
+    spikes = torch.zeros(current.shape, dtype=torch.bool, device=current.device)
     v = current.new_zeros(state_shape)
     ep = current.new_zeros(state_shape)
-    ref = torch.zeros(state_shape, dtype=torch.int8, device=current.device)
-    spikes = torch.zeros(current.shape, dtype=torch.bool, device=current.device)
     leak_m = 1.0 - 1.0 / tau_m
     leak_s = 1.0 - 1.0 / tau_s
     theta = threshold - threshold_eps
     lat_t = lateral.t() if lateral is not None else None
-    prev = None
-    for t in range(1, T):
-        v.mul_(leak_m)
-        ep.mul_(leak_s).add_(current[t])
-        if lat_t is not None and prev is not None:
-            ep.add_(prev.to(ep.dtype) @ lat_t)
-        v.add_(ep, alpha=1.0 / tau_s)
-        refractory_now = ref > 0
-        v.masked_fill_(refractory_now, 0.0)
-        ref.sub_(refractory_now.to(torch.int8))
-        fired = v > theta
-        spikes[t] = fired
-        v.masked_fill_(fired, 0.0)
-        ref.masked_fill_(fired, refractory)
-        prev = fired
+    with single_thread(current.device):
+        for t in range(1, T):
+            ep.mul_(leak_s).add_(current[t])
+            if lat_t is not None and t > 1:
+                ep.add_(spikes[t - 1].to(ep.dtype) @ lat_t)
+            v.mul_(leak_m).add_(ep, alpha=1.0 / tau_s)
+            if refractory > 0 and t > 1:
+                # clamped while a spike fell within the last T_ref steps (counter of §1.2 step 4)
+                v.masked_fill_(spikes[max(1, t - refractory) : t].any(0), 0.0)
+            torch.gt(v, theta, out=spikes[t])
+            v.masked_fill_(spikes[t], 0.0)
     return spikes

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hm2bp.functional._threads import single_thread
+
 CONVENTIONS = ("exact", "official", "paper")
 
 
@@ -75,10 +77,10 @@ def exp_trace(spikes: Tensor, decay: float, shift: int = 0, dtype: torch.dtype |
     if shift >= T:
         return out
     src = spikes[: T - shift].to(dtype)  # spike at t lands at t + shift
-    acc = torch.zeros(spikes.shape[1:], dtype=dtype, device=spikes.device)
-    for t in range(shift, T):
-        acc.mul_(decay).add_(src[t - shift])
-        out[t] = acc
+    with single_thread(spikes.device):
+        out[shift] = src[0]
+        for t in range(shift + 1, T):
+            torch.add(src[t - shift], out[t - 1], alpha=decay, out=out[t])
     return out
 
 

@@ -1,0 +1,57 @@
+"""Every experiment config runs ``fit`` through the real CLI with tiny limits (CPU, no logger)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hm2bp.cli import cli_main
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = sorted((REPO / "configs" / "experiment").glob("*.yaml"))
+
+
+def tiny_fit_args(config: Path, tmp_path: Path) -> list[str]:
+    return [
+        "fit",
+        "--config", str(config),
+        "--trainer.accelerator", "cpu",
+        "--trainer.devices", "1",
+        "--trainer.max_epochs", "1",
+        "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1",
+        "--trainer.limit_test_batches", "1",
+        "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path),
+        "--data.init_args.time_steps", "30",
+        "--data.init_args.batch_size", "4",
+    ]
+
+
+def test_there_are_experiments():
+    names = {p.stem for p in EXPERIMENTS}
+    assert {"digits", "mnist_mlp"} <= names
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
+def test_experiment_fits_with_tiny_limits(config, tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("HM2BP_DATA_DIR", str(shared_data))
+    monkeypatch.chdir(tmp_path)  # any relative run/cache folder lands in tmp
+    cli = cli_main(tiny_fit_args(config, tmp_path))
+    assert cli.trainer.state.finished
+    assert cli.trainer.global_step >= 1
+    assert {"val/acc", "test/acc"} & set(cli.trainer.callback_metrics)
+    assert cli.model.time_steps == 30  # linked from the datamodule
+
+
+def test_links_reach_the_model(tmp_path):
+    cli = cli_main(tiny_fit_args(REPO / "configs/experiment/digits.yaml", tmp_path), run=False)
+    assert cli.model.num_inputs == 64 and cli.model.num_classes == 10 and cli.model.time_steps == 30
+
+
+def test_mismatched_network_input_is_one_clear_error(tmp_path):
+    args = tiny_fit_args(REPO / "configs/experiment/digits.yaml", tmp_path)
+    args += ["--model.network.init_args.spec", "784-100-10"]
+    with pytest.raises(ValueError, match="network takes 784 inputs but the datamodule provides 64"):
+        cli_main(args, run=False)
