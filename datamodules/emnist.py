@@ -58,8 +58,9 @@ class EMNISTDataModule(MNISTDataModule):
     ) -> None:
         if split not in EMNIST_SPLITS:
             raise ValueError(f"data.split must be one of {sorted(EMNIST_SPLITS)}, got {split!r}")
-        super().__init__(data_dir, val_size, download, time_steps, rate_divisor, redraw_every_epoch,
-                         batch_size, num_workers, seed)
+        super().__init__(data_dir=data_dir, val_size=val_size, download=download, time_steps=time_steps,
+                         rate_divisor=rate_divisor, redraw_every_epoch=redraw_every_epoch,
+                         batch_size=batch_size, num_workers=num_workers, seed=seed)
         self.split = split
         self.num_classes = EMNIST_SPLITS[split]
         self.files = {f"emnist-{split}-{part}": None for part in (
