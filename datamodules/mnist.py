@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hm2bp.datamodules.augment import random_distortion
 from hm2bp.datamodules.base import IndexedTensorDataset, resolve_data_dir, seeded_split
 from hm2bp.datamodules.idx import read_idx
 from hm2bp.datamodules.image import RateCodedImageDataModule
@@ -63,6 +64,10 @@ class MNISTDataModule(RateCodedImageDataModule):
         val_size: training images held out for validation (seeded).
         download: fetch the four files (md5-checked) in ``prepare_data`` when they are missing.
         time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed: see the base.
+        augment: distort every training presentation on the batch's device (official spiking CNN,
+            spec §1.3; :func:`hm2bp.datamodules.augment.random_distortion`), keyed by
+            ``(seed, index, epoch)``; validation and test images are never augmented.
+        elastic_distortion, scale, rotation: its magnitudes (official: 3.4 px, 12 %, 12 degrees).
     """
 
     folder = "MNIST"
@@ -86,11 +91,23 @@ class MNISTDataModule(RateCodedImageDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        augment: bool = False,
+        elastic_distortion: float = 3.4,
+        scale: float = 12.0,
+        rotation: float = 12.0,
     ) -> None:
         super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed)
         self.data_dir = resolve_data_dir(data_dir)
         self.val_size = val_size
         self.download = download
+        if min(elastic_distortion, scale, rotation) < 0:
+            raise ValueError(
+                f"data augmentation magnitudes must be >= 0, got elastic_distortion={elastic_distortion}, "
+                f"scale={scale}, rotation={rotation}"
+            )
+        self.augment_train = augment  # (``augment`` is the hook method of the base class)
+        self.augment_magnitudes = dict(elastic=elastic_distortion, scale=scale, rotation=rotation)
+        self._batch_index = None
 
     @property
     def raw_dir(self) -> Path:
@@ -126,10 +143,21 @@ class MNISTDataModule(RateCodedImageDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate") and self.train_set is None:
             x, y = self.load_split(train=True)
-            x, y = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
+            x, y = torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64))
             tr, va = seeded_split(len(x), self.val_size, self.seed)
             self.train_set = IndexedTensorDataset(x, y, tr)
             self.val_set = IndexedTensorDataset(x, y, va)
         if stage in (None, "test", "predict") and self.test_set is None:
             x, y = self.load_split(train=False)
-            self.test_set = IndexedTensorDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64)))
+            self.test_set = IndexedTensorDataset(torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64)))
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        self._batch_index = batch[2]  # the augmentation is keyed by (seed, index, epoch)
+        return super().on_after_batch_transfer(batch, dataloader_idx)
+
+    def augment(self, images, stage: str):
+        """Official CNN augmentation of uint8 images ``[B, H, W]``, training batches only."""
+        if stage != "train" or not self.augment_train or self._batch_index is None:
+            return images
+        return random_distortion(images, index=self._batch_index, epoch=self.current_epoch(), seed=self.seed,
+                                 **self.augment_magnitudes)
