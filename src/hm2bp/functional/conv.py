@@ -223,11 +223,15 @@ def pool_hm2bp_backward(
     delta_up = _upsample(grad_counts / divisor, kernel_size, size)  # [B, C, H, W]
     if not effect_ratio:
         return delta_up
-    T, B = pre.shape[:2]
-    e = torch.zeros_like(delta_up)  # e_{o(i)|i}
+    T, B, C = pre.shape[:3]
+    ho, wo = post.shape[-2:]
+    p = kernel_size
+    e = torch.zeros(B, C, ho, p, wo, p, dtype=dtype, device=pre.device)  # e_{o(i)|i} per window position
     for x, a in spsp_factors(pre, post, kernel, dtype):
         for sl in _time_chunks(T, int(pre[0].numel()), time_chunk):
-            e += (a[sl] * _upsample(x[sl], kernel_size, size)).sum(0)
+            win = a[sl, :, :, : ho * p, : wo * p].reshape(-1, B, C, ho, p, wo, p)  # [t, B, C, H', p, W', p]
+            e += (win * x[sl].reshape(-1, B, C, ho, 1, wo, 1)).sum(0)
+    e = F.pad(e.reshape(B, C, ho * p, wo * p), (0, size[1] - wo * p, 0, size[0] - ho * p))  # [B, C, H, W]
     o_in = pre.sum(0).to(dtype)
     o_out_up = _upsample(post.sum(0).to(dtype), kernel_size, size)
     rho = torch.where((o_in > 0) & (o_out_up > 0), e / o_in.clamp(min=1), torch.ones_like(e))
