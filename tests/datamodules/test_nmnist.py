@@ -131,3 +131,14 @@ def test_missing_folder_and_bad_label(tmp_path):
     with pytest.raises(ValueError, match=r"Train/12/00001\.bin: label 12 is outside the class range 0\.\.9"):
         dm.prepare_data()
     assert not (tmp_path / "c2").exists()
+
+
+def test_densify_drops_steps_beyond_T_and_collapses_duplicates():
+    from hm2bp.datamodules.events import densify
+
+    ch = torch.tensor([0, 1, 1, 2, 2])
+    t = torch.tensor([0, 5, 5, 9, 10])  # (1, 5) twice; t = 10 = T dropped
+    sample = torch.tensor([0, 0, 0, 1, 1])
+    out = densify(ch, t, sample, batch=2, time_steps=10, num_channels=3)
+    assert out.shape == (10, 2, 3) and out.dtype == torch.uint8
+    assert int(out.sum()) == 3 and out[5, 0, 1] == 1 and out[9, 1, 2] == 1
