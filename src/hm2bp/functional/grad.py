@@ -15,8 +15,9 @@ sample, with :math:`\delta_i = g_i/\nu` (H9/H10), the official rule (spec §3.4)
         &&\text{(lateral factor, H14)}
 
 with the silent-post constant :math:`e_{i|j} = 0.1` when :math:`o_i = 0 < o_j` (§2.3 item 4).
-Every sum over :math:`(i, j)` pairs is evaluated as a GEMM over the S-PSP factors
-(``spsp.py``): nothing of size ``[B, N_out, N_in]`` is formed.
+Every sum over :math:`(i, j)` pairs is evaluated as a GEMM between the post-side adjoint trace
+:math:`Q` and the 0/1 input spikes, :math:`E_b = Q_b^\top S_b` (``spsp.adjoint_trace``): nothing of
+size ``[B, N_out, N_in]`` is formed.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 
 from hm2bp.functional.psp import PSPKernel
-from hm2bp.functional.spsp import materialise, spsp_factors
+from hm2bp.functional.spsp import adjoint_trace, materialise
 
 Pairs = list[tuple[Tensor, Tensor]]
 
@@ -106,7 +107,7 @@ def lateral_factor(post: Tensor, counts: Tensor, target: Tensor | None, rule: HM
     ``e`` between output trains is materialised (``[B, N, N]``, small: N = classes).
     ``d_k = 1/nu`` if ``o_k > 0`` or ``k`` is the target, else 0; ratios are 1 if a count is 0.
     """
-    e = materialise(spsp_factors(post, post, rule.kernel, counts.dtype))  # e[b, l, i]: post l, pre i
+    e = materialise([(adjoint_trace(post, rule.kernel, counts.dtype), post.to(counts.dtype))])  # e[b, l, i]: post l, pre i
     o = counts
     both = (o[:, :, None] > 0) & (o[:, None, :] > 0)  # [B, l, i]
     ratio = torch.where(both, e / o[:, None, :].clamp(min=1), torch.ones_like(e))  # e_{l|i} / o_i
@@ -181,7 +182,8 @@ def hm2bp_backward(
         post = inject_target(post, counts_raw, target, rule.target_injection, rule.kernel.refractory)
     o_out = post.sum(0).to(dtype)
     delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
-    pairs = spsp_factors(pre, post, rule.kernel, dtype)
+    # E_b = Q_b^T S_b: the PSP kernel moved onto the (narrower, sparse) post side; one factor pair
+    pairs = [(adjoint_trace(post, rule.kernel, dtype), pre.to(dtype))]
     active_out = o_out > 0
     active_in = (o_in > 0).to(dtype)
 

@@ -34,48 +34,49 @@ def reset_coefficients(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = tor
     """
     T = post.shape[0]
     device = post.device
-    spikes = post.bool()
-    xa = torch.zeros(post.shape, dtype=dtype, device=device)
-    nz = spikes.nonzero(as_tuple=True)  # (t, *idx) of every post spike
-    if nz[0].numel() == 0:
+    flat_shape = (T, post[0].numel())
+    xa = torch.zeros(flat_shape, dtype=dtype, device=device)  # [T, B*N_out]
+    t_f, n_f = post.reshape(flat_shape).nonzero(as_tuple=True)  # time-major order
+    if t_f.numel() == 0:
+        xa = xa.view(post.shape)
         return xa, xa.clone() if kernel.window is not None else xa
-    time = torch.arange(T, device=device).view(-1, *([1] * (post.dim() - 1)))
-    last = torch.where(spikes, time, torch.full_like(time, -1)).cummax(0).values
-    prev = torch.full(post.shape, -1, dtype=last.dtype, device=device)
-    prev[1:] = last[:-1]  # last spike strictly before t
-    t_f = nz[0]
-    rest = nz[1:]
-    p = prev[nz]
-    r_f = torch.where(p >= 0, p + kernel.refractory, torch.full_like(p, kernel.first_reset))
+    order = torch.argsort(n_f, stable=True)  # group by neuron, times stay ascending
+    t_f, n_f = t_f[order], n_f[order]
+    prev = torch.full_like(t_f, -1)
+    same = n_f[1:] == n_f[:-1]
+    prev[1:] = torch.where(same, t_f[:-1], prev[1:])  # previous spike of the same neuron
+    r_f = torch.where(prev >= 0, prev + kernel.refractory, torch.full_like(prev, kernel.first_reset))
     a, b = kernel.decay_m, kernel.decay_s
-    reset_a = torch.pow(torch.tensor(a, dtype=dtype, device=device), (t_f - r_f).to(dtype))
-    ones = torch.ones(t_f.shape, dtype=dtype, device=device)
-    xa.index_put_((t_f, *rest), ones, accumulate=True)
+    ta = torch.tensor(a, dtype=dtype, device=device)
+    tb = torch.tensor(b, dtype=dtype, device=device)
+    reset_a = torch.pow(ta, (t_f - r_f).to(dtype))
+    xa.index_put_((t_f, n_f), torch.ones(t_f.shape, dtype=dtype, device=device), accumulate=True)
     if kernel.window is None:
-        xa.index_put_((r_f, *rest), -reset_a, accumulate=True)
+        xa.index_put_((r_f, n_f), -reset_a, accumulate=True)
+        xa = xa.view(post.shape)
         return xa, xa
     xb = xa.clone()
     b_f = t_f - kernel.window - 1 + kernel.shift
     windowed = (t_f - kernel.window - 1) >= 0
     keep_reset = ~windowed | (r_f >= b_f)
     # reset term at r_f (both traces), unless the window removed every input before r_f
-    idx_r = (r_f[keep_reset], *(x[keep_reset] for x in rest))
+    idx_r = (r_f[keep_reset], n_f[keep_reset])
     xa.index_put_(idx_r, -reset_a[keep_reset], accumulate=True)
     xb.index_put_(idx_r, -reset_a[keep_reset], accumulate=True)
-    if windowed.any():
+    if bool(windowed.any()):
         w = windowed
         tf, rf, bf = t_f[w], r_f[w], b_f[w]
-        idx_b = (bf, *(x[w] for x in rest))
-        ta = torch.tensor(a, dtype=dtype, device=device)
-        tb = torch.tensor(b, dtype=dtype, device=device)
+        idx_b = (bf, n_f[w])
         cut_a = -torch.pow(ta, (tf - bf).to(dtype))
         cut_b = -torch.pow(tb, (tf - bf).to(dtype))
         late = rf >= bf  # reset after the window edge: its own trace is windowed too
-        back_a = torch.where(late, torch.pow(ta, (tf - rf).to(dtype)) * torch.pow(ta, (rf - bf).clamp(min=0).to(dtype)), 0)
-        back_b = torch.where(late, torch.pow(ta, (tf - rf).to(dtype)) * torch.pow(tb, (rf - bf).clamp(min=0).to(dtype)), 0)
+        lag_rb = (rf - bf).clamp(min=0).to(dtype)
+        back = torch.pow(ta, (tf - rf).to(dtype))
+        back_a = torch.where(late, back * torch.pow(ta, lag_rb), torch.zeros_like(back))
+        back_b = torch.where(late, back * torch.pow(tb, lag_rb), torch.zeros_like(back))
         xa.index_put_(idx_b, cut_a + back_a, accumulate=True)
         xb.index_put_(idx_b, cut_b + back_b, accumulate=True)
-    return xa, xb
+    return xa.view(post.shape), xb.view(post.shape)
 
 
 def spsp_factors(pre: Tensor, post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> list[tuple[Tensor, Tensor]]:
@@ -119,3 +120,49 @@ def materialise(pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
         term = torch.einsum("tbi,tbj->bij", x, a)
         out = term if out is None else out + term
     return out
+
+
+def adjoint_trace(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> Tensor:
+    r"""Post-side adjoint trace ``Q`` ``[T, B, N_out]`` with ``E_b = Q_b^T S_b`` (S: pre spikes).
+
+    Moving the PSP kernel from the input to the output side,
+
+    .. math::
+
+        Q[s] = C \sum_{t \ge s + \Delta} \big(X^{(a)}[t]\, a^{\,t-s-\Delta} - X^{(b)}[t]\, b^{\,t-s-\Delta}\big),
+        \qquad e_{i|j} = \sum_s Q_i[s]\, S_j[s],
+
+    a reverse-time geometric scan over the (sparse) post coefficients. Every S-PSP product then
+    contracts ``Q`` with the 0/1 input spikes, which are sparse (gathers instead of dense GEMMs).
+    Rows ``s < min_pre_time`` are zero (official: inputs at t = 0 never count).
+    """
+    from hm2bp.functional._threads import single_thread
+
+    xa, xb = reset_coefficients(post, kernel, dtype)
+    T = post.shape[0]
+    q = torch.zeros(post.shape, dtype=dtype, device=post.device)
+    shift = kernel.shift
+    if shift >= T:
+        return q
+    ga = torch.zeros(post.shape[1:], dtype=dtype, device=post.device)
+    gb = torch.zeros_like(ga) if xb is not xa else None
+    with single_thread(post.device):
+        for t in range(T - 1, shift - 1, -1):
+            ga.mul_(kernel.decay_m).add_(xa[t])
+            s = t - shift
+            if gb is None:
+                # single coefficient raster: C (a-trace - b-trace) of the same X
+                q[s] = ga
+            else:
+                gb.mul_(kernel.decay_s).add_(xb[t])
+                torch.sub(ga, gb, out=q[s])
+        if gb is None:
+            # second pass for the b-trace when X_a == X_b
+            gb = torch.zeros_like(ga)
+            for t in range(T - 1, shift - 1, -1):
+                gb.mul_(kernel.decay_s).add_(xa[t])
+                q[t - shift].sub_(gb)
+    q.mul_(kernel.scale)
+    if kernel.min_pre_time > 0:
+        q[: kernel.min_pre_time] = 0
+    return q
