@@ -19,8 +19,9 @@ def tiny_fit_args(config: Path, tmp_path: Path) -> list[str]:
         "--trainer.devices", "1",
         "--trainer.max_epochs", "1",
         "--trainer.limit_train_batches", "2",
-        "--trainer.limit_val_batches", "1",
-        "--trainer.limit_test_batches", "1",
+        # "1" would parse as the float 1.0 (= 100% of the batches): use 2
+        "--trainer.limit_val_batches", "2",
+        "--trainer.limit_test_batches", "2",
         "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(tmp_path),
