@@ -68,6 +68,7 @@ class SpikingClassifier(pl.LightningModule):
                 f"model/data mismatch: the network has {net_out} outputs but the datamodule has "
                 f"{num_classes} classes; fix model.network.init_args.spec"
             )
+        self.num_inputs = num_inputs or net_in
         self.num_classes = num_classes or net_out
         self.time_steps = time_steps
         self.optimizer_name = optimizer

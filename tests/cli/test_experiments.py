@@ -32,7 +32,7 @@ def tiny_fit_args(config: Path, tmp_path: Path) -> list[str]:
 
 def test_there_are_experiments():
     names = {p.stem for p in EXPERIMENTS}
-    assert {"digits", "mnist_mlp"} <= names
+    assert {"digits", "mnist_mlp", "mnist_cnn", "emnist_mlp", "nmnist_mlp", "ti46_mlp", "fsdd_mlp"} <= names
 
 
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
@@ -47,12 +47,12 @@ def test_experiment_fits_with_tiny_limits(config, tmp_path, shared_data, monkeyp
 
 
 def test_links_reach_the_model(tmp_path):
-    cli = cli_main(tiny_fit_args(REPO / "configs/experiment/digits.yaml", tmp_path), run=False)
+    cli = cli_main(tiny_fit_args(REPO / "configs/experiment/digits.yaml", tmp_path)[1:], run=False)
     assert cli.model.num_inputs == 64 and cli.model.num_classes == 10 and cli.model.time_steps == 30
 
 
 def test_mismatched_network_input_is_one_clear_error(tmp_path):
-    args = tiny_fit_args(REPO / "configs/experiment/digits.yaml", tmp_path)
+    args = tiny_fit_args(REPO / "configs/experiment/digits.yaml", tmp_path)[1:]
     args += ["--model.network.init_args.spec", "784-100-10"]
     with pytest.raises(ValueError, match="network takes 784 inputs but the datamodule provides 64"):
         cli_main(args, run=False)
