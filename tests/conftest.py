@@ -38,6 +38,7 @@ def _offline_wandb(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HM2BP_CACHE_DIR", str(tmp_path / "hm2bp-cache"))  # never ~/.cache in tests
 
 
 @pytest.fixture(autouse=True)

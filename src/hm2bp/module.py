@@ -99,9 +99,10 @@ class SpikingClassifier(pl.LightningModule):
             raise FloatingPointError(f"{stage} loss is {loss.item()}: check the weights of {self.network.__class__.__name__}")
         preds = counts.detach().argmax(-1)  # ties -> lowest index; all-silent -> class 0
         silent = (counts.detach().sum(-1) == 0).float()
-        getattr(self, f"{stage}_acc").update(preds, target)
-        getattr(self, f"{stage}_loss").update(loss.detach() / spikes.shape[1], weight=spikes.shape[1])
-        getattr(self, f"{stage}_silent").update(silent)
+        # calling a metric updates its epoch state and returns the batch value (for on_step logs)
+        getattr(self, f"{stage}_acc")(preds, target)
+        getattr(self, f"{stage}_loss")(loss.detach() / spikes.shape[1], weight=spikes.shape[1])
+        getattr(self, f"{stage}_silent")(silent)
         for key in ("acc", "loss", "silent"):
             name = f"{stage}/{'silent_output' if key == 'silent' else key}"
             self.log(name, getattr(self, f"{stage}_{key}"), on_step=stage == "train" and key != "silent",

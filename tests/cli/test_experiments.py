@@ -9,6 +9,8 @@ from hm2bp.cli import cli_main
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "configs" / "experiment").glob("*.yaml"))
+# the shared test data holds subsets (N-MNIST: 1,000 training files): smaller validation splits
+EXTRA = {"nmnist_mlp": ["--data.init_args.val_size", "100"]}
 
 
 def tiny_fit_args(config: Path, tmp_path: Path) -> list[str]:
@@ -39,7 +41,8 @@ def test_there_are_experiments():
 def test_experiment_fits_with_tiny_limits(config, tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv("HM2BP_DATA_DIR", str(shared_data))
     monkeypatch.chdir(tmp_path)  # any relative run/cache folder lands in tmp
-    cli = cli_main(tiny_fit_args(config, tmp_path))
+    monkeypatch.setenv("HM2BP_CACHE_DIR", str(tmp_path / "cache"))
+    cli = cli_main(tiny_fit_args(config, tmp_path) + EXTRA.get(config.stem, []))
     assert cli.trainer.state.finished
     assert cli.trainer.global_step >= 1
     assert {"val/acc", "test/acc"} & set(cli.trainer.callback_metrics)
