@@ -5,7 +5,7 @@ Time-first layout: spikes and traces are ``[T, B, C, H, W]``; per-neuron quantit
 kernel tap :math:`(c_i, k_y, k_x)` is :math:`i(o) = (c_i,\ y s + k_y - p,\ x s + k_x - p)`
 (cross-correlation, no flip; stride :math:`s`, zero padding :math:`p`).
 
-With the S-PSP factors of ``spsp.py``, :math:`e_{o|i} = \sum_{\text{pairs}}\sum_t X[t,o]\,A[t,i]`,
+With the post-side adjoint trace of ``spsp.py`` (:math:`X = Q`, :math:`A = S_{in}`), :math:`e_{o|i} = \sum_t X[t,o]\,A[t,i]`,
 every pairwise sum of the rule is one convolution-type operation over ``T*B`` frames:
 
 .. math::
@@ -32,8 +32,8 @@ from torch import Tensor
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from hm2bp.functional.grad import HM2BPRule, regulariser_grad
-from hm2bp.functional.psp import PSPKernel, psp_traces
-from hm2bp.functional.spsp import spsp_factors
+from hm2bp.functional.psp import PSPKernel
+from hm2bp.functional.spsp import adjoint_trace
 
 POOL_RULES = ("official", "threshold")
 _CHUNK_ELEMS = 1 << 24  # elements per [t, B, C, H, W] chunk of the conv intermediates
@@ -82,12 +82,15 @@ def pool_input_current(spikes: Tensor, kernel_size: int, dtype: torch.dtype) -> 
     return y.view(T, B, *y.shape[1:])
 
 
-def _bias_traces(T: int, kernel: PSPKernel, dtype: torch.dtype, device) -> list[Tensor]:
-    """Pre-side factors ``[T]`` of a bias input that fires at every step, paired like ``spsp_factors``."""
-    aa, ab = psp_traces(torch.ones(T, 1, dtype=dtype, device=device), kernel, dtype)
-    if kernel.window is None:
-        return [(kernel.scale * (aa - ab))[:, 0]]
-    return [aa[:, 0], ab[:, 0]]
+def _factor_pairs(pre: Tensor, post: Tensor, kernel: PSPKernel, dtype: torch.dtype) -> list[tuple[Tensor, Tensor]]:
+    """``[(X, A)]`` with ``e_{o|i} = sum_t X[t, o] A[t, i]``: the post-side adjoint trace ``Q`` and the
+    0/1 input spikes (``spsp.adjoint_trace``; one pair for every convention)."""
+    return [(adjoint_trace(post, kernel, dtype), pre.to(dtype))]
+
+
+def _bias_traces(T: int, dtype: torch.dtype, device) -> list[Tensor]:
+    """Pre-side factor ``[T]`` of a bias input that fires at every step, paired like ``_factor_pairs``."""
+    return [torch.ones(T, dtype=dtype, device=device)]
 
 
 def conv_hm2bp_backward(
@@ -130,8 +133,8 @@ def conv_hm2bp_backward(
     active_out = o_out > 0
     silent_out = (~active_out).to(dtype)
     delta = grad_counts.to(dtype) / rule.threshold  # [B, C_out, H', W']
-    pairs = spsp_factors(pre, post, rule.kernel, dtype)  # [(X [T,B,C_out,H',W'], A [T,B,C_in,H,W]), ...]
-    bias_a = _bias_traces(T, rule.kernel, dtype, weight.device) if bias is not None else None
+    pairs = _factor_pairs(pre, post, rule.kernel, dtype)  # [(X [T,B,C_out,H',W'], A [T,B,C_in,H,W]), ...]
+    bias_a = _bias_traces(T, dtype, weight.device) if bias is not None else None
 
     e_bias = None  # e_{o|bias} [B, C_out, H', W']
     if bias is not None:
@@ -227,7 +230,7 @@ def pool_hm2bp_backward(
     ho, wo = post.shape[-2:]
     p = kernel_size
     e = torch.zeros(B, C, ho, p, wo, p, dtype=dtype, device=pre.device)  # e_{o(i)|i} per window position
-    for x, a in spsp_factors(pre, post, kernel, dtype):
+    for x, a in _factor_pairs(pre, post, kernel, dtype):
         for sl in _time_chunks(T, int(pre[0].numel()), time_chunk):
             win = a[sl, :, :, : ho * p, : wo * p].reshape(-1, B, C, ho, p, wo, p)  # [t, B, C, H', p, W', p]
             e += (win * x[sl].reshape(-1, B, C, ho, 1, wo, 1)).sum(0)
