@@ -15,7 +15,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 ENV_DATA_DIR = "HM2BP_DATA_DIR"
 
@@ -49,6 +49,125 @@ def seeded_split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
         raise ValueError(f"val_size must be in [0, {n}), got {val_size}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:].sort().values, perm[:val_size].sort().values
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The training order of epoch ``epoch``: a permutation of ``range(n)`` keyed by ``(seed, epoch)``."""
+    key = ((int(seed) & 0xFFFFFFFF) << 32) | (int(epoch) & 0xFFFFFFFF)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(key))
+
+
+class ResumableSampler(DistributedSampler):
+    """This rank's share of an epoch, as a pure function of ``(seed, epoch, rank, world size)``.
+
+    Training (``shuffle=True, pad=True``): the epoch's permutation (:func:`epoch_permutation`),
+    padded by wrapping around to a multiple of ``num_replicas`` like torch's ``DistributedSampler``,
+    then dealt round-robin: rank ``r`` takes positions ``r, r + W, r + 2W, ...``. So per-device
+    batch ``s`` of every rank holds positions ``[s*G, (s+1)*G)`` of the permutation (``G`` the global
+    batch): the union over ranks of step ``s`` is exactly the global batch a single process would see.
+    Evaluation (``shuffle=False, pad=False``): dataset order, dealt round-robin, no padding, so every
+    sample is counted exactly once.
+
+    It subclasses ``DistributedSampler`` only so that Lightning does not wrap it in another one
+    (``use_distributed_sampler`` may stay on); it shards by itself. ``start`` skips the first
+    samples of this rank's share once (mid-epoch resume, set by :class:`ResumableDataLoader`).
+    """
+
+    def __init__(self, length: int, *, shuffle: bool, seed: int = 0, num_replicas: int = 1, rank: int = 0,
+                 pad: bool | None = None) -> None:
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"invalid rank {rank} for world size {num_replicas}")
+        self.length = int(length)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.pad = self.shuffle if pad is None else bool(pad)
+        self.drop_last = False
+        self.epoch = 0
+        self.start = 0
+        if self.pad:
+            self.num_samples = -(-self.length // self.num_replicas)  # ceil
+        else:
+            self.num_samples = len(range(self.rank, self.length, self.num_replicas))
+        self.total_size = self.num_samples * self.num_replicas if self.pad else self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at every epoch start; a new epoch forgets any pending resume skip."""
+        if int(epoch) != self.epoch:
+            self.start = 0
+        self.epoch = int(epoch)
+
+    def indices(self, epoch: int | None = None) -> list[int]:
+        """This rank's full index list of ``epoch`` (default: the current one), without skipping."""
+        epoch = self.epoch if epoch is None else epoch
+        order = epoch_permutation(self.length, self.seed, epoch) if self.shuffle else torch.arange(self.length)
+        if self.pad and self.total_size > self.length:
+            reps = -(-self.total_size // max(self.length, 1))
+            order = order.repeat(reps)[: self.total_size]  # wrap around, as DistributedSampler pads
+        return order[self.rank :: self.num_replicas].tolist()
+
+    def __iter__(self):
+        start, self.start = self.start, 0
+        return iter(self.indices()[start:])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` whose position in the epoch survives a checkpoint (Lightning ``_Stateful``).
+
+    ``state_dict()`` is ``{"epoch", "batches", "global_batch_size"}``: the batches this rank has
+    handed out in that epoch. Lightning saves it with every checkpoint and loads it before the
+    resumed epoch's first batch, and the sampler then skips ``batches x per-device batch`` samples,
+    so a run resumed mid-epoch sees exactly the batches an uninterrupted run would. The count is
+    a number of global steps, so a resume may even change the world size, as long as the global
+    batch is unchanged. Batches are counted as they are handed out; Lightning's fetcher does not
+    read ahead for sized loaders, so the count equals the trainer's progress. The worker iterator
+    starts at the first ``next()``, i.e. after Lightning's ``set_epoch`` (also on resume).
+    """
+
+    def __init__(self, *args, global_batch_size: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.global_batch_size = global_batch_size
+        self._epoch_of_count = 0
+        self._batches = 0
+
+    def __iter__(self):
+        return self._counting_iter()
+
+    def _counting_iter(self):
+        sampler = self.sampler
+        bs = self.batch_size or 1
+        skipped = getattr(sampler, "start", 0)
+        if skipped % bs:
+            raise RuntimeError(f"resume skip of {skipped} samples is not a whole number of batches of {bs}")
+        self._epoch_of_count = int(getattr(sampler, "epoch", 0))
+        self._batches = skipped // bs
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self._epoch_of_count, "batches": self._batches, "global_batch_size": self.global_batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        sampler = self.sampler
+        if not isinstance(sampler, ResumableSampler):
+            return
+        saved_batch = state.get("global_batch_size")
+        if saved_batch is not None and self.global_batch_size is not None and saved_batch != self.global_batch_size:
+            raise ValueError(
+                f"cannot resume mid-epoch: the checkpoint was written with a global batch of {saved_batch}, "
+                f"this run uses {self.global_batch_size} (data.batch_size must not change on resume)"
+            )
+        epoch, batches = int(state.get("epoch", 0)), int(state.get("batches", 0))
+        if batches >= len(self):  # that epoch was complete: the next one starts from its beginning
+            epoch, batches = epoch + 1, 0
+        sampler.epoch = epoch
+        sampler.start = batches * (self.batch_size or 1)
+        self._epoch_of_count, self._batches = epoch, batches
 
 
 class SpikeDataModule(pl.LightningDataModule):
@@ -89,14 +208,30 @@ class SpikeDataModule(pl.LightningDataModule):
             )
         return self.batch_size // world
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def _world(self) -> tuple[int, int]:
+        """``(world_size, global_rank)`` of the attached trainer, ``(1, 0)`` without one."""
+        t = self.trainer
+        return (int(t.world_size), int(t.global_rank)) if t is not None else (1, 0)
+
+    def _loader(self, dataset, shuffle: bool, collate_fn=None) -> DataLoader:
+        """A :class:`ResumableDataLoader` over this rank's shard (see :class:`ResumableSampler`).
+
+        ``shuffle=True`` (training): the order is a permutation keyed by ``(seed, epoch)``, padded
+        to a multiple of the world size; evaluation: the dataset order, unpadded (exact metrics).
+        """
+        world, rank = self._world()
+        batch = self.per_device_batch_size
+        sampler = ResumableSampler(
+            len(dataset), shuffle=shuffle, seed=self.seed, num_replicas=world, rank=rank, pad=shuffle
+        )
+        return ResumableDataLoader(
             dataset,
-            batch_size=self.per_device_batch_size,
-            shuffle=shuffle,
+            batch_size=batch,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            collate_fn=collate_fn,
+            global_batch_size=batch * world,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -7,6 +7,10 @@ Values that must agree between data and model (input size, class count, T) are l
 the instantiated datamodule into ``SpikingClassifier`` (``num_inputs``, ``num_classes``,
 ``time_steps``), which checks them against the network with one clear error.
 ``--test_after_fit true`` tests the best checkpoint once ``fit`` ends and prints the accuracy.
+
+Checks made before any process is launched or file written (docs/troubleshooting.md): the global
+``data.batch_size`` must split evenly over ``devices x num_nodes``; a ``--ckpt_path`` file must be
+a readable checkpoint. Checkpoints are written atomically (``hm2bp.checkpoint.AtomicCheckpointIO``).
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ import sys
 import pytorch_lightning as pl
 from jsonargparse import set_parsing_settings
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from hm2bp.checkpoint import AtomicCheckpointIO, load_checkpoint_file
 from hm2bp.module import SpikingClassifier
 
 DEFAULT_LOGGER = {
@@ -34,6 +40,42 @@ class HM2BPCLI(LightningCLI):
         parser.link_arguments("data.num_inputs", "model.num_inputs", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.time_steps", "model.time_steps", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _check_before_run(self) -> None:
+        """Errors that must come before DDP launches processes or anything is written."""
+        trainer, dm = self.trainer, self.datamodule
+        world = int(trainer.world_size)
+        batch = getattr(dm, "batch_size", None)
+        if batch is not None and world > 1 and int(batch) % world:
+            raise ValueError(
+                f"data.batch_size={batch} is the global batch and must be divisible by the world size {world} "
+                f"(trainer.devices x trainer.num_nodes = {trainer.num_devices} x {trainer.num_nodes}); "
+                f"choose a multiple of {world}"
+            )
+        ckpt = self.config[self.subcommand].get("ckpt_path")
+        if ckpt and str(ckpt) not in ("last", "best", "hpc") and "://" not in str(ckpt):
+            if not os.path.isfile(ckpt):
+                raise FileNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file")
+            weights_only = self.config[self.subcommand].get("weights_only")
+            load_checkpoint_file(ckpt, map_location="cpu", weights_only=weights_only)  # a corrupt file fails here
+
+    def before_fit(self) -> None:
+        self._check_before_run()
+
+    def before_validate(self) -> None:
+        self._check_before_run()
+
+    def before_test(self) -> None:
+        self._check_before_run()
+
+    def before_predict(self) -> None:
+        self._check_before_run()
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):

@@ -1,4 +1,4 @@
-"""``SpikingClassifier``: the LightningModule that trains a spiking network with HM2-BP.
+r"""``SpikingClassifier``: the LightningModule that trains a spiking network with HM2-BP.
 
 The network (any ``nn.Module`` mapping spikes ``[T, B, *in]`` to output spikes
 ``[T, B, classes]``) and the loss are injected. Output counts ``o = spikes.sum(0)`` feed the
@@ -8,12 +8,21 @@ Prediction is the argmax of the output counts. Ties go to the lowest class index
 all-silent output predicts class 0, as the official program does (spec §3.1); the fraction of
 all-silent samples is logged as ``<stage>/silent_output`` so such "correct by default" answers
 are visible.
+
+Multi-device semantics (docs/scaling.md): ``data.batch_size`` is the global batch, and the loss is
+summed over samples, so one process computes :math:`g = \sum_{b \in \text{global batch}} g_b`. DDP
+averages the ranks' gradients, giving :math:`g / W`; ``on_before_optimizer_step`` multiplies by the
+world size :math:`W` once per optimizer step (after accumulation and the all-reduce), so every
+update equals the single-process update with the same global batch, up to float summation order
+(also for the H17 regulariser, which each rank adds once per local sample). Training metrics sync
+on every step and their states travel in checkpoints (exact mid-epoch resume).
 """
 from __future__ import annotations
 
 import math
 
 import pytorch_lightning as pl
+from pytorch_lightning.strategies import DDPStrategy
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
@@ -76,9 +85,14 @@ class SpikingClassifier(pl.LightningModule):
         self.momentum = momentum
         self.lr_schedule = lr_schedule
         for stage in ("train", "val", "test"):
-            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes=self.num_classes, average="micro"))
-            setattr(self, f"{stage}_loss", MeanMetric())
-            setattr(self, f"{stage}_silent", MeanMetric())
+            # train: step values reduced over ranks (exact under DDP); states saved in checkpoints so
+            # a run resumed mid-epoch reports the same epoch metrics as an uninterrupted one
+            kw = {"dist_sync_on_step": True} if stage == "train" else {}
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes=self.num_classes, average="micro", **kw))
+            setattr(self, f"{stage}_loss", MeanMetric(**kw))
+            setattr(self, f"{stage}_silent", MeanMetric(**kw))
+        for metric in (self.train_acc, self.train_loss, self.train_silent):
+            metric.persistent(True)
 
     # ------------------------------------------------------------------ shared step
     def forward(self, spikes: Tensor) -> Tensor:
@@ -96,7 +110,9 @@ class SpikingClassifier(pl.LightningModule):
         counts = out.sum(0)  # [B, classes]
         loss = self.loss(counts, target)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{stage} loss is {loss.item()}: check the weights of {self.network.__class__.__name__}")
+            bad = first_nonfinite(self.named_parameters())
+            where = f"non-finite parameter {bad!r}" if bad else "the loss inputs (all parameters are finite)"
+            raise FloatingPointError(f"{stage} loss is {loss.item()} at global step {self.global_step}: check {where}")
         preds = counts.detach().argmax(-1)  # ties -> lowest index; all-silent -> class 0
         silent = (counts.detach().sum(-1) == 0).float()
         # calling a metric updates its epoch state and returns the batch value (for on_step logs)
@@ -140,7 +156,83 @@ class SpikingClassifier(pl.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0 / math.sqrt(epoch + 1))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
+    # ------------------------------------------------------------------ checks before training
+    def setup(self, stage: str) -> None:
+        """Check model/data agreement and the batch split before any training work (one clear error)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None:
+            return
+        data_t = getattr(dm, "time_steps", None)
+        if self.time_steps is not None and data_t is not None and int(data_t) != int(self.time_steps):
+            raise ValueError(
+                f"T mismatch: the datamodule produces T={data_t} time steps but the model was built for "
+                f"T={self.time_steps}; link them (the CLI does) or set both to the same value"
+            )
+        net_in = getattr(self.network, "num_inputs", None)
+        data_in = getattr(dm, "num_inputs", None)
+        if net_in is not None and data_in is not None and int(net_in) != int(data_in):
+            raise ValueError(
+                f"model/data mismatch: the network takes {net_in} inputs but the datamodule provides "
+                f"{data_in}; fix model.network.init_args.spec"
+            )
+        net_out = getattr(self.network, "num_classes", None)
+        data_out = getattr(dm, "num_classes", None)
+        if net_out is not None and data_out is not None and int(net_out) != int(data_out):
+            raise ValueError(
+                f"model/data mismatch: the network has {net_out} outputs but the datamodule has "
+                f"{data_out} classes; fix model.network.init_args.spec"
+            )
+        if hasattr(dm, "per_device_batch_size"):
+            dm.per_device_batch_size  # noqa: B018  (raises when the global batch does not split evenly)
+
+    # ------------------------------------------------------------------ resume and numerics
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Accept checkpoints written before the training-metric states were saved in them."""
+        state = checkpoint.get("state_dict")
+        if state is None:
+            return
+        for key, value in self.state_dict().items():
+            if key.startswith(("train_acc.", "train_loss.", "train_silent.")) and key not in state:
+                state[key] = value
+
+    def on_train_epoch_start(self) -> None:
+        # a fresh epoch (not called on a mid-epoch resume, whose restored states must be kept)
+        for metric in (self.train_acc, self.train_loss, self.train_silent):
+            metric.reset()
+        if self._trainer is not None and self.trainer.optimizers:
+            # the learning rate of this epoch (replaces a LearningRateMonitor, which needs a logger)
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+
     def on_before_optimizer_step(self, optimizer) -> None:
-        for name, p in self.named_parameters():
-            if p.grad is not None and not torch.isfinite(p.grad).all():
-                raise FloatingPointError(f"non-finite HM2-BP gradient in parameter {name!r}; lower the learning rate")
+        bad = first_nonfinite((n, p.grad) for n, p in self.named_parameters() if p.grad is not None)
+        if bad is not None:
+            raise FloatingPointError(
+                f"non-finite HM2-BP gradient in parameter {bad!r} at global step {self.global_step}; "
+                "lower the learning rate"
+            )
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1 and isinstance(self.trainer.strategy, DDPStrategy):
+            # DDP averaged the per-rank sums; restore the single-process sum over the global batch
+            for p in self.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(world)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """Stop at the first optimizer step that leaves a non-finite weight, naming the parameter."""
+        bad = first_nonfinite(self.named_parameters())
+        if bad is not None:
+            raise FloatingPointError(
+                f"non-finite weights in {bad!r} after optimizer step {self.global_step}; "
+                "lower the learning rate or check the data"
+            )
+
+
+def first_nonfinite(named_tensors) -> str | None:
+    """Name of the first tensor holding a NaN or Inf, else ``None`` (one host sync when all are finite)."""
+    named = [(n, t) for n, t in named_tensors if t is not None]
+    if not named:
+        return None
+    ok = torch.stack([torch.isfinite(t.detach()).all() for _, t in named])
+    if bool(ok.all()):
+        return None
+    return named[int((~ok).nonzero()[0])][0]
