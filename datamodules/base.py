@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from hm2bp.datamodules.encoding import sample_keys
+
 ENV_DATA_DIR = "HM2BP_DATA_DIR"
 
 
@@ -51,10 +53,17 @@ def seeded_split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
     return perm[val_size:].sort().values, perm[:val_size].sort().values
 
 
+_ORDER_SALT = 0x0BDE5A17  # keeps the order hash independent of the encoders' (seed, index, epoch) hash
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
-    """The training order of epoch ``epoch``: a permutation of ``range(n)`` keyed by ``(seed, epoch)``."""
-    key = ((int(seed) & 0xFFFFFFFF) << 32) | (int(epoch) & 0xFFFFFFFF)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(key))
+    """The training order of epoch ``epoch``: a permutation of ``range(n)`` keyed by ``(seed, epoch)``.
+
+    A stable argsort of counter-based hashes of ``(seed, i, epoch)``, so it depends on nothing but
+    those numbers (no generator state, no torch RNG algorithm, no worker or rank).
+    """
+    keys = sample_keys(int(seed) ^ _ORDER_SALT, torch.arange(n, dtype=torch.int64), int(epoch))
+    return torch.sort(keys, stable=True).indices
 
 
 class ResumableSampler(DistributedSampler):

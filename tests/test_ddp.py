@@ -1,0 +1,200 @@
+"""Multi-device semantics: the sharding sampler, and a real 2-process DDP run (gloo, CPU) through the CLI.
+
+The 2-process run must end with the metrics and weights of a 1-process run with the same global
+batch (docs/scaling.md). Metrics are compared exactly; weights to 1e-6 absolute (|w| <= ~1): the
+gradient of one process is one sum over the global batch, DDP's is the all-reduce of two half-batch
+sums (x 2 in ``on_before_optimizer_step``), so only float32 summation order differs (measured:
+<= 1.2e-7 = 1 ulp at |w| = 1 after 12 SGD steps). SGD is used because Adam would hide a missing
+world-size factor (it is nearly scale invariant).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hm2bp.datamodules.base import ResumableSampler, epoch_permutation
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS = REPO / "configs" / "experiment" / "digits.yaml"
+GLOBAL_BATCH = 16
+STEPS_PER_EPOCH = 6
+EPOCHS = 2
+# an active network at T=30 (the default thresholds are silent this short)
+SMALL_T_ARGS = [
+    "--data.init_args.time_steps", "30",
+    "--data.init_args.batch_size", str(GLOBAL_BATCH),
+    "--model.network.init_args.thresholds", "[5,4]",
+    "--model.network.init_args.target_injection", "6",
+    "--model.loss.init_args.desired", "6",
+    "--model.loss.init_args.undesired", "1",
+    "--model.loss.init_args.margin", "1",
+    "--model.optimizer", "sgd",
+    "--model.lr", "0.002",
+]
+
+
+def callbacks_yaml(path: Path, ckpt_dir: Path, extra: str = "") -> Path:
+    """A trainer.callbacks list: last.ckpt every 2 optimizer steps (mid-epoch resume points).
+
+    A second ``--config`` merges list items of the same class with the first file's (here the
+    digits config's val/acc ModelCheckpoint), so every inherited key is set explicitly.
+    """
+    path.write_text(
+        "trainer:\n  callbacks:\n"
+        "    - class_path: pytorch_lightning.callbacks.ModelCheckpoint\n"
+        f"      init_args: {{dirpath: '{ckpt_dir}', monitor: null, every_n_train_steps: 2, save_top_k: 0, save_last: true,"
+        " enable_version_counter: false}\n" + extra
+    )
+    return path
+
+
+def fit_args(root: Path, ckpt_dir: Path, log_dir: Path, extra_callbacks: str = "") -> list[str]:
+    root.mkdir(parents=True, exist_ok=True)
+    return [
+        "fit",
+        "--config", str(DIGITS),
+        "--config", str(callbacks_yaml(root / "callbacks.yaml", ckpt_dir, extra_callbacks)),
+        "--trainer.accelerator", "cpu",
+        "--trainer.devices", "1",
+        "--trainer.max_epochs", str(EPOCHS),
+        "--trainer.limit_train_batches", str(STEPS_PER_EPOCH),
+        "--trainer.limit_val_batches", "3",
+        "--trainer.logger", "pytorch_lightning.loggers.CSVLogger",
+        "--trainer.logger.init_args.save_dir", str(log_dir),
+        "--trainer.logger.init_args.name", "csv",
+        "--trainer.log_every_n_steps", "1",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.default_root_dir", str(root),
+        "--test_after_fit", "false",
+        *SMALL_T_ARGS,
+    ]
+
+
+def cli_env(extra_path: Path | None = None) -> dict:
+    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    if extra_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hm2bp.cli", *args], cwd=cwd, env=env or cli_env(),
+        capture_output=True, text=True, timeout=timeout,
+    )
+    assert proc.returncode == 0, f"CLI failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+    return proc
+
+
+def final_metrics(log_dir: Path) -> dict[str, float]:
+    """Last logged value of every column of the (newest) CSVLogger metrics.csv, plus the final step."""
+    files = sorted(log_dir.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    assert files, f"no metrics.csv under {log_dir}"
+    last: dict[str, float] = {}
+    with open(files[-1]) as f:
+        for row in csv.DictReader(f):
+            for k, v in row.items():
+                if v not in ("", None):
+                    last[k] = float(v)
+    return last
+
+
+def network_weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    return {k: v for k, v in state.items() if k.startswith("network.")}
+
+
+_REFERENCE: dict[str, tuple] = {}
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory):
+    """One uninterrupted single-process run, computed once per session (the DDP and resume tests share it)."""
+    if "run" not in _REFERENCE:
+        base = tmp_path_factory.mktemp("reference")
+        run_cli(fit_args(base, base / "ckpt", base / "logs"), cwd=base)
+        ckpt = torch.load(base / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+        _REFERENCE["run"] = (final_metrics(base / "logs"), network_weights(base / "ckpt" / "last.ckpt"),
+                             int(ckpt["global_step"]))
+    return _REFERENCE["run"]
+
+
+# ----------------------------------------------------------------------------- sampler (fast)
+@pytest.mark.parametrize("n", [37, 40])
+def test_ranks_split_every_global_batch_exactly(n):
+    """Per-device batch s of W ranks together = global batch s of one process (full batches)."""
+    G, epoch = 8, 3
+    one = ResumableSampler(n, shuffle=True, seed=5, num_replicas=1, rank=0)
+    one.set_epoch(epoch)
+    single = list(one)
+    assert single == epoch_permutation(n, 5, epoch).tolist()
+    for world in (2, 4):
+        b = G // world
+        shards = []
+        for rank in range(world):
+            s = ResumableSampler(n, shuffle=True, seed=5, num_replicas=world, rank=rank)
+            s.set_epoch(epoch)
+            shards.append(list(s))
+            assert len(shards[-1]) == len(s) == -(-n // world)
+        for step in range(n // G):
+            union = sorted(i for sh in shards for i in sh[step * b:(step + 1) * b])
+            assert union == sorted(single[step * G:(step + 1) * G])
+        seen = {i for sh in shards for i in sh}
+        assert seen == set(range(n))  # padding only repeats samples
+
+
+def test_eval_shards_are_disjoint_and_complete():
+    n, world = 37, 4
+    shards = [list(ResumableSampler(n, shuffle=False, num_replicas=world, rank=r)) for r in range(world)]
+    flat = [i for sh in shards for i in sh]
+    assert sorted(flat) == list(range(n)) and len(flat) == n  # no padding: exact metrics
+
+
+def test_order_is_a_function_of_seed_and_epoch():
+    a = ResumableSampler(50, shuffle=True, seed=1)
+    b = ResumableSampler(50, shuffle=True, seed=1)
+    a.set_epoch(2)
+    list(a)
+    a.set_epoch(0)
+    assert list(a) == list(b)  # no hidden generator state carried across epochs
+    a.set_epoch(1)
+    assert list(a) != list(b)
+    assert list(ResumableSampler(50, shuffle=True, seed=2)) != list(b)
+
+
+# ----------------------------------------------------------------------------- real DDP (subprocess)
+def test_two_process_ddp_equals_one_process(tmp_path, reference_run):
+    ref_metrics, ref_weights, ref_step = reference_run
+    root = tmp_path / "ddp"
+    args = fit_args(root, root / "ckpt", root / "logs") + [
+        "--trainer.strategy", "ddp", "--trainer.devices", "2",
+    ]
+    run_cli(args, cwd=tmp_path, timeout=300)
+    metrics = final_metrics(root / "logs")
+    weights = network_weights(root / "ckpt" / "last.ckpt")
+    assert torch.load(root / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == ref_step == EPOCHS * STEPS_PER_EPOCH
+
+    for key in ("val/acc", "val/loss", "val/silent_output", "train/acc_epoch", "train/loss_epoch",
+                "train/acc_step", "train/loss_step", "train/silent_output"):
+        assert key in ref_metrics and key in metrics, key
+        assert metrics[key] == pytest.approx(ref_metrics[key], rel=1e-6, abs=1e-9), key
+    assert set(weights) == set(ref_weights)
+    for k in weights:
+        assert torch.allclose(weights[k], ref_weights[k], atol=1e-6, rtol=0), (k, (weights[k] - ref_weights[k]).abs().max())
+    moved = [(weights[k] - w0).abs().max() for k, w0 in _initial_weights(tmp_path).items()]
+    assert all(m > 1e-4 for m in moved), "the network did not learn: the comparison would be vacuous"
+
+
+def _initial_weights(tmp_path: Path) -> dict[str, torch.Tensor]:
+    """Weights after seeding and instantiation (no training), through the same CLI parse."""
+    from hm2bp.cli import cli_main
+
+    cli = cli_main(fit_args(tmp_path / "init", tmp_path / "init" / "ckpt", tmp_path / "init" / "logs")[1:], run=False)
+    return {f"network.{k}": v.detach().clone() for k, v in cli.model.network.state_dict().items()}
