@@ -10,7 +10,7 @@ the instantiated datamodule into ``SpikingClassifier`` (``num_inputs``, ``num_cl
 
 Checks made before any process is launched or file written (docs/troubleshooting.md): the global
 ``data.batch_size`` must split evenly over ``devices x num_nodes``; a ``--ckpt_path`` file must be
-a readable checkpoint. Checkpoints are written atomically (``hm2bp.checkpoint.AtomicCheckpointIO``).
+a readable checkpoint (checked when the command line is parsed). Checkpoints are written atomically (``hm2bp.checkpoint.AtomicCheckpointIO``).
 """
 from __future__ import annotations
 
@@ -58,12 +58,17 @@ class HM2BPCLI(LightningCLI):
                 f"(trainer.devices x trainer.num_nodes = {trainer.num_devices} x {trainer.num_nodes}); "
                 f"choose a multiple of {world}"
             )
-        ckpt = self.config[self.subcommand].get("ckpt_path")
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path here, at parse time, with a bare torch.load: check it first
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
         if ckpt and str(ckpt) not in ("last", "best", "hpc") and "://" not in str(ckpt):
             if not os.path.isfile(ckpt):
                 raise FileNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file")
-            weights_only = self.config[self.subcommand].get("weights_only")
+            weights_only = self.config[sub].get("weights_only")
             load_checkpoint_file(ckpt, map_location="cpu", weights_only=weights_only)  # a corrupt file fails here
+        super()._parse_ckpt_path()
 
     def before_fit(self) -> None:
         self._check_before_run()
