@@ -418,15 +418,8 @@ class SpikeListDataModule(SpikeDataModule):
             self.test_set = SpikeListDataset(self.load_split("test"))
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.per_device_batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_spike_lists,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
+        # the base's resumable, rank-sharded sampler; only the collation differs
+        return super()._loader(dataset, shuffle, collate_fn=collate_spike_lists)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         channels, times, sample, labels, _ = batch

@@ -117,3 +117,20 @@ def test_regulariser_is_gradient_of_h17():
     (auto,) = torch.autograd.grad(energy, w)
     rule = HM2BPRule(threshold=1.0, kernel=PSPKernel.make("exact"), reg_lambda=lam, reg_beta=beta, reg_limit=L)
     torch.testing.assert_close(regulariser_grad(w.detach(), rule), auto)
+
+
+def test_lateral_factor_is_capped_where_the_series_diverges():
+    """Strongly coupled, low-threshold outputs: 1 - w0^2 s <= 0 would give inf or a sign flip."""
+    from hm2bp.functional import lateral_factor
+
+    T = 60
+    post = torch.zeros(T, 1, 3, dtype=torch.float64)
+    for i in range(3):
+        post[5 + i :: 4, 0, i] = 1  # dense, interleaved trains: large mutual S-PSPs
+    counts = post.sum(0)
+    strong = HM2BPRule(threshold=0.5, kernel=PSPKernel.make("official"), lateral_strength=3.0, lateral_factor=True)
+    gamma = lateral_factor(post, counts, torch.tensor([0]), strong)
+    assert torch.isfinite(gamma).all() and (gamma > 0).all() and gamma.max() <= 10.0 + 1e-12
+    weak = HM2BPRule(threshold=50.0, kernel=PSPKernel.make("official"), lateral_strength=1.0, lateral_factor=True)
+    g2 = lateral_factor(post, counts, torch.tensor([0]), weak)
+    assert (g2 > 1.0).all() and (g2 < 1.01).all()  # the usual regime: a small correction above 1

@@ -45,6 +45,7 @@ class HM2BPRule:
     lateral_strength: float = 0.0  # w0 of the output inhibition -w0 (1 - I) (§3.5)
     lateral_factor: bool = False  # §3.5 / H14: gamma (needs lateral_strength > 0)
     target_injection: float | None = None  # §3.4 step 4: desired count of a silent target's train
+    max_lateral_factor: float = 10.0  # cap of gamma where the H14 series diverges (ours, not official)
     reg_lambda: float = 0.0  # H17 regulariser lambda (official MNIST: 10)
     reg_beta: float = 0.0  # H17 beta (official MNIST 0.04, N-MNIST 0.01, CNN test 0.4)
     reg_limit: float = 8.0  # H17 weight limit L
@@ -120,7 +121,11 @@ def lateral_factor(post: Tensor, counts: Tensor, target: Tensor | None, rule: HM
     eye = torch.eye(o.shape[1], dtype=torch.bool, device=o.device)
     pair = pair.masked_fill(eye, 0.0)
     s = d * (pair * d[:, :, None]).sum(1)  # sum over l != i of d_l d_i pair[l, i]
-    return 1.0 / (1.0 - rule.lateral_strength**2 * s)
+    # The geometric series behind H14 converges only for w0^2 s < 1; past that the official formula
+    # gives an infinite or negative factor (a sign flip of the whole gradient row). Cap gamma at
+    # rule.max_lateral_factor instead (a deviation that never triggers in the golden cases).
+    denom = (1.0 - rule.lateral_strength**2 * s).clamp(min=1.0 / rule.max_lateral_factor)
+    return 1.0 / denom
 
 
 def regulariser_grad(weight: Tensor, rule: HM2BPRule) -> Tensor:
