@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hm2bp.functional import HM2BPRule, PSPKernel, lif_simulate
+from hm2bp.functional import HM2BPRule, lif_simulate
 from hm2bp.functional.conv import (
     POOL_RULES,
     conv_hm2bp_backward,
@@ -23,6 +23,7 @@ from hm2bp.functional.conv import (
     pool_hm2bp_backward,
     pool_input_current,
 )
+from hm2bp.layers.neurons import set_neuron_constants
 
 
 def _check_input(x: Tensor, channels: int, name: str) -> None:
@@ -116,23 +117,16 @@ class SpikingConv2d(nn.Module):
                 f"SpikingConv2d needs positive channels/kernel/stride and padding >= 0, got in={in_channels}, "
                 f"out={out_channels}, kernel={kernel_size}, stride={stride}, padding={padding}"
             )
-        if threshold <= 0:
-            raise ValueError(f"threshold must be positive, got {threshold}")
+        kernel = set_neuron_constants(self, threshold, tau_m, tau_s, refractory, threshold_eps, spsp)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = int(kernel_size)
         self.stride = int(stride)
         self.padding = int(padding)
-        self.threshold = float(threshold)
-        self.tau_m = float(tau_m)
-        self.tau_s = float(tau_s)
-        self.refractory = int(refractory)
-        self.threshold_eps = float(threshold_eps)
-        self.spsp = spsp
         self.init_range = init_range
         self.rule = HM2BPRule(
             threshold=self.threshold,
-            kernel=PSPKernel.make(spsp, tau_m, tau_s, refractory),
+            kernel=kernel,
             effect_ratio=effect_ratio,
             side_effect=side_effect,
             silent_spsp=silent_spsp,
@@ -231,15 +225,9 @@ class SpikingPool2d(nn.Module):
         if pool_rule not in POOL_RULES:
             raise ValueError(f"pool_rule must be one of {POOL_RULES}, got {pool_rule!r}")
         self.kernel_size = int(kernel_size)
-        self.threshold = float(threshold)
-        self.tau_m = float(tau_m)
-        self.tau_s = float(tau_s)
-        self.refractory = int(refractory)
-        self.spsp = spsp
-        self.kernel = PSPKernel.make(spsp, tau_m, tau_s, refractory)
+        self.kernel = set_neuron_constants(self, threshold, tau_m, tau_s, refractory, threshold_eps, spsp)
         self.effect_ratio = effect_ratio
         self.pool_rule = pool_rule
-        self.threshold_eps = float(threshold_eps)
 
     @property
     def backward_divisor(self) -> float:

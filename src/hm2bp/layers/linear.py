@@ -9,12 +9,11 @@ Shapes: input ``[T, B, in_features]`` (0/1, any dtype) -> output ``[T, B, out_fe
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-from hm2bp.functional import HM2BPRule, PSPKernel, hm2bp_backward, lif_simulate
+from hm2bp.functional import HM2BPRule, hm2bp_backward, lif_simulate
+from hm2bp.layers.neurons import set_neuron_constants
 
 
 class _HM2BPLinear(torch.autograd.Function):
@@ -111,20 +110,13 @@ class SpikingLinear(nn.Module):
         super().__init__()
         if in_features <= 0 or out_features <= 0:
             raise ValueError(f"SpikingLinear sizes must be positive, got {in_features} -> {out_features}")
-        if threshold <= 0:
-            raise ValueError(f"threshold must be positive, got {threshold}")
+        kernel = set_neuron_constants(self, threshold, tau_m, tau_s, refractory, threshold_eps, spsp)
         self.in_features = in_features
         self.out_features = out_features
-        self.threshold = float(threshold)
-        self.tau_m = float(tau_m)
-        self.tau_s = float(tau_s)
-        self.refractory = int(refractory)
-        self.threshold_eps = float(threshold_eps)
         self.lateral_inhibition = float(lateral_inhibition)
-        self.spsp = spsp
         self.rule = HM2BPRule(
             threshold=self.threshold,
-            kernel=PSPKernel.make(spsp, tau_m, tau_s, refractory),
+            kernel=kernel,
             effect_ratio=effect_ratio,
             side_effect=side_effect,
             silent_spsp=silent_spsp,
