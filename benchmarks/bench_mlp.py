@@ -1,10 +1,25 @@
-"""Time and peak memory of one HM2-BP training step vs the forward pass alone (784-800-10).
+"""Time and peak memory of one training step vs the forward pass alone (784-800-10), one config per process.
 
-    python benchmarks/bench_mlp.py --batch 64 --T 400 --mode train   # one configuration per process
+    python benchmarks/bench_mlp.py --batch 64 --T 400 --mode train   # HM2-BP (default rule)
     python benchmarks/bench_mlp.py --batch 64 --T 400 --mode forward
+    python benchmarks/bench_mlp.py --batch 64 --T 400 --mode train --rule bptt      # hm2bp.baselines
+    python benchmarks/bench_mlp.py --batch 64 --T 400 --mode train --rule snntorch  # needs snntorch
 
-Input: MNIST-like Bernoulli spikes at p = 0.03 (or real MNIST with --mnist <data_dir>). Prints
-median-of-N seconds per step and the process's peak RSS (and CUDA peak memory on GPU).
+Input: MNIST-like Bernoulli spikes at p = 0.03. Rules:
+
+* ``hm2bp``: ``hm2bp.SpikingNetwork`` with the official MNIST options (lateral inhibition 1, target
+  injection 35, regulariser 10/0.04); ``--mode forward`` is the LIF simulation alone (no_grad).
+* ``bptt``: ``hm2bp.baselines.BPTTNetwork``, the same neurons and forward dynamics (same spikes for
+  the same weights) trained by surrogate-gradient BPTT.
+* ``snntorch``: the same 784-800-10 shape in snnTorch's tutorial style (``nn.Linear`` per step +
+  ``snn.Synaptic``, two-state LIF with zero reset; no refractory period, no lateral inhibition),
+  trained by BPTT through snnTorch's fast-sigmoid surrogate.
+
+Every rule trains with ``SpikeCountLoss`` on the output counts and Adam. Prints one JSON line:
+median and best (min) seconds per step over ``--repeats`` after one warm-up, the process's peak
+RSS, and ``peak_above_baseline_mib`` = peak RSS during the timed steps minus the RSS measured after
+imports, model and data creation (Linux: the high-water mark is reset there through
+``/proc/self/clear_refs``; elsewhere the lifetime ``ru_maxrss`` is used).
 """
 from __future__ import annotations
 
@@ -19,14 +34,72 @@ import torch
 from hm2bp import SpikeCountLoss, SpikingNetwork
 
 
+def _rss_kib(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _snntorch_net(spec: str, thresholds: list[float], tau_m: float = 64.0, tau_s: float = 8.0):
+    import snntorch as snn
+    from torch import nn
+
+    sizes = [int(s) for s in spec.split("-")]
+
+    class SnnTorchMLP(nn.Module):
+        """Per-step nn.Linear + snn.Synaptic (syn <- a syn + I; mem <- b mem + syn), BPTT."""
+
+        def __init__(self):
+            super().__init__()
+            self.fcs = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:]))
+            for fc in self.fcs:
+                nn.init.uniform_(fc.weight, -1.0, 1.0)
+            # mem integrates syn (not syn/tau_s as in hm2bp): scale the threshold to keep similar rates
+            self.lifs = nn.ModuleList(
+                snn.Synaptic(alpha=1 - 1 / tau_s, beta=1 - 1 / tau_m, threshold=thr * tau_s, reset_mechanism="zero")
+                for thr in thresholds
+            )
+            self.num_inputs, self.num_classes = sizes[0], sizes[-1]
+
+        def forward(self, x, target=None):
+            states = [lif.init_synaptic() for lif in self.lifs]
+            out = []
+            for x_t in x.to(self.fcs[0].weight.dtype).unbind(0):
+                h = x_t
+                for k, (fc, lif) in enumerate(zip(self.fcs, self.lifs)):
+                    syn, mem = states[k]
+                    h, syn, mem = lif(fc(h), syn, mem)
+                    states[k] = (syn, mem)
+                out.append(h)
+            return torch.stack(out)
+
+    return SnnTorchMLP()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--T", type=int, default=400)
     ap.add_argument("--mode", choices=["train", "forward"], default="train")
+    ap.add_argument("--rule", choices=["hm2bp", "bptt", "snntorch"], default="hm2bp")
     ap.add_argument("--spec", default="784-800-10")
     ap.add_argument("--thresholds", default="20,8")
     ap.add_argument("--spsp", default="official")
+    ap.add_argument("--surrogate-slope", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
@@ -35,8 +108,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dev = torch.device(args.device)
-    net = SpikingNetwork(args.spec, [float(t) for t in args.thresholds.split(",")], output_lateral_inhibition=1.0,
-                         spsp=args.spsp, target_injection=35, reg_lambda=10, reg_beta=0.04).to(dev)
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    if args.rule == "hm2bp":
+        net = SpikingNetwork(args.spec, thresholds, output_lateral_inhibition=1.0,
+                             spsp=args.spsp, target_injection=35, reg_lambda=10, reg_beta=0.04)
+    elif args.rule == "bptt":
+        from hm2bp.baselines import BPTTNetwork
+
+        net = BPTTNetwork(args.spec, thresholds, output_lateral_inhibition=1.0, surrogate_slope=args.surrogate_slope)
+    else:
+        net = _snntorch_net(args.spec, thresholds)
+    net = net.to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = SpikeCountLoss()
     x = (torch.rand(args.T, args.batch, net.num_inputs, device=dev) < args.density).to(torch.uint8)
@@ -44,6 +126,8 @@ def main() -> None:
     y = torch.randint(0, net.num_classes, (args.batch,), device=dev)
     times = []
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_kib = _rss_kib("VmRSS")
+    peak_reset = _reset_peak()
     for _ in range(args.repeats + 1):
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -59,11 +143,20 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+        out = out.detach()
+    peak_kib = _rss_kib("VmHWM") if peak_reset else None
+    if peak_kib is None:
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     res = {
-        "mode": args.mode, "batch": args.batch, "T": args.T, "spec": args.spec, "device": args.device,
+        "rule": args.rule, "mode": args.mode, "batch": args.batch, "T": args.T, "spec": args.spec,
+        "device": args.device, "threads": args.threads,
         "s_per_step_median": round(statistics.median(times[1:]), 4), "s_per_step_min": round(min(times[1:]), 4),
+        "s_per_step_all": [round(t, 4) for t in times],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_before_mib": round(rss0, 1),
+        "baseline_rss_mib": round(base_kib / 1024, 1) if base_kib is not None else None,
+        "peak_above_baseline_mib": round((peak_kib - (base_kib or 0)) / 1024, 1),
+        "peak_reset": peak_reset,
         "out_spikes_per_sample": round(float(out.sum()) / args.batch, 1),
     }
     if dev.type == "cuda":
