@@ -19,6 +19,7 @@ import sys
 
 import pytorch_lightning as pl
 from jsonargparse import set_parsing_settings
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
@@ -45,6 +46,11 @@ class HM2BPCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        # Checkpoints without a dirpath go to <default_root_dir>/checkpoints (not the logger's per-run
+        # folder), so `--ckpt_path last` finds the previous run's last.ckpt (docs/scaling.md).
+        for cb in trainer.callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+                cb.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
         return trainer
 
     def _check_before_run(self) -> None:
