@@ -134,3 +134,17 @@ def test_lateral_factor_is_capped_where_the_series_diverges():
     weak = HM2BPRule(threshold=50.0, kernel=PSPKernel.make("official"), lateral_strength=1.0, lateral_factor=True)
     g2 = lateral_factor(post, counts, torch.tensor([0]), weak)
     assert (g2 > 1.0).all() and (g2 < 1.01).all()  # the usual regime: a small correction above 1
+
+
+def test_side_effect_from_the_forward_current_equals_the_gemm():
+    for seed, convention in ((1, "exact"), (2, "official")):
+        pre, post, w, grad, target = _random(seed)
+        bias = torch.randn(w.shape[0], dtype=torch.float64)
+        rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make(convention))
+        T = pre.shape[0]
+        current = torch.zeros(T, pre.shape[1], w.shape[0], dtype=torch.float64)
+        current[1:] = pre[:-1] @ w.t() + bias
+        a = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias)
+        b = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, ff_current=current)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, atol=1e-10, rtol=1e-10)

@@ -166,6 +166,7 @@ def hm2bp_backward(
     target: Tensor | None = None,
     need_input_grad: bool = True,
     bias: Tensor | None = None,
+    ff_current: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """HM2-BP gradients of one fully connected spiking layer, per spec §3.4.
 
@@ -179,6 +180,9 @@ def hm2bp_backward(
         need_input_grad: also return ``dE/do`` of the input counts.
         bias: optional ``[N_out]`` bias, modelled as a synapse from an input that fires at
             every step (its weight gradient uses the same S-PSP rule).
+        ff_current: optional ``[T, B, N_out]`` feed-forward current of the forward pass,
+            ``ff_current[t] = W s[t-1] (+ b)``. The side-effect T-PSP
+            :math:`a_i = \sum_s Q_i[s] (W s[s])_i` then reuses it instead of a second GEMM.
 
     Returns:
         ``(grad_weight [N_out, N_in], grad_input_counts [B, N_in] or None, grad_bias or None)``.
@@ -208,7 +212,12 @@ def hm2bp_backward(
     active_in = (o_in > 0).to(dtype)
 
     if rule.side_effect:
-        a_ff = spsp_dot_rows(pairs, weight_ff)  # [B, N_out]
+        if ff_current is not None:
+            # W s[t] is the forward's current at t + 1; Q[T-1] = 0 in every convention
+            q = pairs[0][0]
+            a_ff = (q[:-1] * ff_current[1:].to(dtype)).sum(0)  # [B, N_out]
+        else:
+            a_ff = spsp_dot_rows(pairs, weight_ff)  # [B, N_out]
         silent_sigma = rule.silent_side_ratio * weight_ff.sum(1) / rule.threshold  # [N_out]
         sigma = torch.where(active_out, a_ff / (rule.threshold * o_out.clamp(min=1)), silent_sigma)
     else:

@@ -37,12 +37,14 @@ class _HM2BPLinear(torch.autograd.Function):
         )
         ctx.layer = layer
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(spikes_in.to(torch.uint8), out, weight, bias, target)
+        # the current is kept for the side-effect T-PSP: it replaces a second [T*B, in] x [in, out] GEMM
+        keep = current if layer.rule.side_effect else None
+        ctx.save_for_backward(spikes_in.to(torch.uint8), out, weight, bias, target, keep)
         return out.to(weight.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):
-        pre, post, weight, bias, target = ctx.saved_tensors
+        pre, post, weight, bias, target, current = ctx.saved_tensors
         layer = ctx.layer
         grad_counts = grad_out.mean(0)  # [B, out]: dE/do, identical at every t
         gw, gin, gb = hm2bp_backward(
@@ -54,6 +56,7 @@ class _HM2BPLinear(torch.autograd.Function):
             target=target,
             need_input_grad=ctx.needs_input_grad[0],
             bias=bias if ctx.has_bias else None,
+            ff_current=current,
         )
         grad_x = None
         if gin is not None:
