@@ -17,7 +17,7 @@ $(BIN)/hm2bp: requirements.txt pyproject.toml
 
 venv: $(BIN)/hm2bp  ## create the virtual environment (pinned torch==2.13.0) and install hm2bp
 
-demo: $(BIN)/hm2bp  ## train the embedded digits experiment (~2 min on 2 CPU cores) and print the test accuracy
+demo: $(BIN)/hm2bp  ## train the embedded digits experiment (under a minute on 2 CPU cores) and print the test accuracy
 	$(BIN)/hm2bp fit --config configs/experiment/digits.yaml
 
 test: $(BIN)/hm2bp  ## run the test suite (CPU; uses ../shared/data when present)
