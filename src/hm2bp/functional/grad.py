@@ -203,8 +203,12 @@ def hm2bp_backward(
     if rule.lateral_factor and rule.lateral_strength != 0.0:
         gamma = lateral_factor(post.to(dtype), counts_raw, target, rule)
     if rule.target_injection is not None and target is not None:
-        post = inject_target(post, counts_raw, target, rule.target_injection, rule.kernel.refractory)
-    o_out = spike_counts(post, dtype)
+        injected = inject_target(post, counts_raw, target, rule.target_injection, rule.kernel.refractory)
+    else:
+        injected = post
+    # inject_target returns its input when no target was silent: the counts are unchanged then
+    o_out = counts_raw if injected is post else spike_counts(injected, dtype)
+    post = injected
     delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
     # E_b = Q_b^T S_b: the PSP kernel moved onto the (narrower, sparse) post side; one factor pair
     pairs = [(adjoint_trace(post, rule.kernel, dtype), pre.to(dtype))]
