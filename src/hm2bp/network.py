@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from hm2bp.layers import SpikingLinear
+from hm2bp.layers.linear import as_trains, spikes_with_counts
 
 _CONV = re.compile(r"^(\d+)[cC](\d+)$")
 _POOL = re.compile(r"^[pP](\d+)$")
@@ -159,7 +160,10 @@ class SpikingNetwork(nn.Module):
         """``x`` ``[T, B, *input]`` spikes -> output spikes ``[T, B, classes]``.
 
         ``target`` ``[B]`` reaches the output layer (target injection, lateral factor).
-        With ``return_all`` returns ``{layer name: spikes [T, B, ...]}`` in order.
+        With ``return_all`` returns ``{layer name: spikes [T, B, ...]}`` in order. Consecutive
+        fully connected layers hand each other 1-byte trains and differentiable counts (the
+        count-level semantics of HM2-BP), so their entries are ``bool``; the output layer's
+        trains are float and carry the gradient.
         """
         T, B = x.shape[:2]
         expected = self.input_shape
@@ -168,13 +172,19 @@ class SpikingNetwork(nn.Module):
                 f"network {self.spec!r} expects inputs [T, B, {'x'.join(map(str, expected))}], got {tuple(x.shape)}"
             )
         out = {}
-        h = x
+        h, counts = x, None  # counts is not None while h holds a count-level layer's bool spikes
+        names = self.layer_names
         for name, layer in self.layers.items():
             if isinstance(layer, SpikingLinear):
-                h = h.reshape(T, B, -1)  # [T, B, C*H*W]: channel-major flattening (spec §10.1)
-                h = layer(h, target=target if name == "output" else None)
+                if counts is None:
+                    h, counts = spikes_with_counts(h.reshape(T, B, -1))  # channel-major flattening (§10.1)
+                h, counts = layer(h, target if name == "output" else None, counts=counts, count_level=True)
+                if name == names[-1]:
+                    h, counts = as_trains(h, counts), None
             else:
-                if h.dim() == 3 and len(expected) > 1 and name == self.layer_names[0]:
+                if counts is not None:
+                    h, counts = as_trains(h, counts), None
+                if h.dim() == 3 and len(expected) > 1 and name == names[0]:
                     h = h.reshape(T, B, *expected)
                 if h.dim() == 4:  # [T, B, H, W] single-channel image
                     h = h.unsqueeze(2)

@@ -1,13 +1,14 @@
 """The GEMM-reduced HM2-BP backward equals the rule written pair by pair on a materialised E."""
 from __future__ import annotations
 
+import importlib
+import random
+
 import pytest
 import torch
 
 from hm2bp.functional import HM2BPRule, PSPKernel, hm2bp_backward, inject_target, regulariser_grad, spsp
 from tests.functional.test_spsp_bruteforce import random_post_train
-
-import random
 
 
 def _random(seed, T=120, B=3, n_in=6, n_out=4):
@@ -136,15 +137,37 @@ def test_lateral_factor_is_capped_where_the_series_diverges():
     assert (g2 > 1.0).all() and (g2 < 1.01).all()  # the usual regime: a small correction above 1
 
 
-def test_side_effect_from_the_forward_current_equals_the_gemm():
+def test_backward_does_not_depend_on_the_sample_block_or_the_event_path(monkeypatch):
+    """Blocks of samples, the event-driven (embedding_bag) and dense (bmm) S-PSP products, and
+    counts passed in by the caller all give the same gradients."""
+    spsp_module = importlib.import_module("hm2bp.functional.spsp")  # the module, not the function
+
     for seed, convention in ((1, "exact"), (2, "official")):
         pre, post, w, grad, target = _random(seed)
         bias = torch.randn(w.shape[0], dtype=torch.float64)
-        rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make(convention))
-        T = pre.shape[0]
-        current = torch.zeros(T, pre.shape[1], w.shape[0], dtype=torch.float64)
-        current[1:] = pre[:-1] @ w.t() + bias
-        a = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias)
-        b = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, ff_current=current)
-        for x, y in zip(a, b):
-            torch.testing.assert_close(x, y, atol=1e-10, rtol=1e-10)
+        rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make(convention), target_injection=5.0,
+                         lateral_strength=0.5, lateral_factor=True, reg_lambda=1.0, reg_beta=0.1)
+        B = pre.shape[1]
+        ref = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=B)
+        others = [hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=g) for g in (1, 2)]
+        others.append(hm2bp_backward(pre.bool(), post.bool(), w, grad, rule, target=target, bias=bias,
+                                     o_in=pre.sum(0), o_out=post.sum(0), group=3))
+        monkeypatch.setattr(spsp_module, "MAX_SPARSE_DENSITY", 0.0)  # force the dense bmm
+        monkeypatch.setattr(importlib.import_module("hm2bp.functional.grad"), "MAX_SPARSE_DENSITY", 0.0)
+        others.append(hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=2))
+        monkeypatch.undo()
+        for got in others:
+            for x, y in zip(ref, got):
+                torch.testing.assert_close(x, y, atol=1e-10, rtol=1e-10)
+
+
+def test_spsp_from_trace_equals_the_materialised_spsp():
+    from hm2bp.functional.spsp import adjoint_trace, spsp_from_trace
+
+    pre, post, _, _, _ = _random(4)
+    for convention in ("exact", "official", "paper"):
+        kernel = PSPKernel.make(convention)
+        ref = spsp(pre, post, convention=convention).transpose(1, 2)  # [B, N_in, N_out]
+        q = adjoint_trace(post, kernel, torch.float64)
+        for density in (1.0, 0.0):  # event-driven gather, dense bmm
+            torch.testing.assert_close(spsp_from_trace(q, pre, max_density=density), ref, atol=1e-12, rtol=1e-12)

@@ -15,9 +15,11 @@ sample, with :math:`\delta_i = g_i/\nu` (H9/H10), the official rule (spec §3.4)
         &&\text{(lateral factor, H14)}
 
 with the silent-post constant :math:`e_{i|j} = 0.1` when :math:`o_i = 0 < o_j` (§2.3 item 4).
-Every sum over :math:`(i, j)` pairs is evaluated as a GEMM between the post-side adjoint trace
-:math:`Q` and the 0/1 input spikes, :math:`E_b = Q_b^\top S_b` (``spsp.adjoint_trace``): nothing of
-size ``[B, N_out, N_in]`` is formed.
+The S-PSP matrices come from the post-side adjoint trace :math:`Q` and the 0/1 input spikes,
+:math:`E_b = Q_b^\top S_b` (``spsp.adjoint_trace``), gathered event by event over the input
+spikes (``spsp.spsp_from_trace``: ``nnz(S) N_out`` additions). They are formed for a block of
+samples at a time (``group``), so memory stays ``O(group N_in N_out + T group N_out)`` whatever the
+batch, and every factor of the rule is then a reduction of the block.
 """
 from __future__ import annotations
 
@@ -27,11 +29,9 @@ import torch
 from torch import Tensor
 
 from hm2bp.functional._threads import single_thread
+from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8
 from hm2bp.functional.psp import PSPKernel
-from hm2bp.functional.spsp import adjoint_trace, materialise
-
-Pairs = list[tuple[Tensor, Tensor]]
-
+from hm2bp.functional.spsp import InputEvents, adjoint_trace, materialise, reset_events, spsp_from_trace
 
 @dataclass(frozen=True)
 class HM2BPRule:
@@ -62,36 +62,8 @@ def spike_counts(spikes: Tensor, dtype: torch.dtype, chunk: int = 32) -> Tensor:
     """
     out = torch.zeros(spikes.shape[1:], dtype=dtype, device=spikes.device)
     with single_thread(spikes.device):  # memory-bound small reductions: threads only add sync cost
-        for part in spikes.split(chunk):
+        for part in as_uint8(spikes).split(chunk):
             out += part.sum(0, dtype=dtype)
-    return out
-
-
-def weighted_spsp_sum(pairs: Pairs, coef: Tensor) -> Tensor:
-    """``sum_b coef[b, i] * e[b, i, j]`` -> ``[N_out, N_in]`` (one GEMM per factor pair)."""
-    out = None
-    for x, a in pairs:
-        xc = (x * coef).reshape(-1, x.shape[-1])  # [T*B, N_out]
-        term = xc.t() @ a.reshape(-1, a.shape[-1])  # [N_out, N_in]
-        out = term if out is None else out + term
-    return out
-
-
-def spsp_dot_rows(pairs: Pairs, weight: Tensor) -> Tensor:
-    """``sum_j w[i, j] * e[b, i, j]`` -> ``[B, N_out]`` (the feed-forward T-PSP, H6)."""
-    out = None
-    for x, a in pairs:
-        term = (x * (a @ weight.t())).sum(0)  # [B, N_out]
-        out = term if out is None else out + term
-    return out
-
-
-def spsp_dot_cols(pairs: Pairs, row_coef: Tensor, weight: Tensor) -> Tensor:
-    """``sum_i row_coef[b, i] * w[i, j] * e[b, i, j]`` -> ``[B, N_in]``."""
-    out = None
-    for x, a in pairs:
-        term = (a * ((x * row_coef) @ weight)).sum(0)  # [B, N_in]
-        out = term if out is None else out + term
     return out
 
 
@@ -166,7 +138,11 @@ def hm2bp_backward(
     target: Tensor | None = None,
     need_input_grad: bool = True,
     bias: Tensor | None = None,
-    ff_current: Tensor | None = None,
+    o_in: Tensor | None = None,
+    o_out: Tensor | None = None,
+    pre_events: InputEvents | None = None,
+    group: int | None = None,
+    memory_budget: int = 64 * 2**20,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """HM2-BP gradients of one fully connected spiking layer, per spec §3.4.
 
@@ -180,9 +156,16 @@ def hm2bp_backward(
         need_input_grad: also return ``dE/do`` of the input counts.
         bias: optional ``[N_out]`` bias, modelled as a synapse from an input that fires at
             every step (its weight gradient uses the same S-PSP rule).
-        ff_current: optional ``[T, B, N_out]`` feed-forward current of the forward pass,
-            ``ff_current[t] = W s[t-1] (+ b)``. The side-effect T-PSP
-            :math:`a_i = \sum_s Q_i[s] (W s[s])_i` then reuses it instead of a second GEMM.
+        o_in, o_out: the input and output spike counts ``[B, N]`` when the caller has them
+            (the forward pass does); computed from the trains otherwise.
+        pre_events: ``pre`` as :class:`~hm2bp.functional.spsp.InputEvents` when the caller has
+            them (the event-driven forward does); found from ``pre`` otherwise.
+        group: samples per block. Per block the S-PSP matrices ``e_b`` ``[group, N_in, N_out]``
+            are formed from the adjoint trace and the input events (``spsp_from_trace``); every
+            term of the rule is then a cheap reduction of them. A block holds ``3 T group N_out``
+            floats for the trace and ``group N_in N_out`` for ``e``. By default the block is as
+            large as ``memory_budget`` bytes allow, so the backward's working memory does not
+            grow with ``T`` or ``B`` (only the number of blocks does).
 
     Returns:
         ``(grad_weight [N_out, N_in], grad_input_counts [B, N_in] or None, grad_bias or None)``.
@@ -192,14 +175,9 @@ def hm2bp_backward(
     dtype = weight.dtype
     T, B = post.shape[:2]
     n_in = weight.shape[1]
-    if bias is not None:
-        pre = torch.cat([pre.to(dtype), torch.ones(T, B, 1, dtype=dtype, device=pre.device)], dim=-1)
-        weight_ff = torch.cat([weight, bias[:, None]], dim=1)
-    else:
-        weight_ff = weight
-    counts_raw = spike_counts(post, dtype)  # [B, N_out]
-    o_in = spike_counts(pre, dtype)  # [B, N_in(+1)]
-    gamma = 1.0
+    counts_raw = o_out.to(dtype) if o_out is not None else spike_counts(post, dtype)  # [B, N_out]
+    o_in = o_in.to(dtype) if o_in is not None else spike_counts(pre, dtype)  # [B, N_in]
+    gamma = None
     if rule.lateral_factor and rule.lateral_strength != 0.0:
         gamma = lateral_factor(post.to(dtype), counts_raw, target, rule)
     if rule.target_injection is not None and target is not None:
@@ -210,39 +188,60 @@ def hm2bp_backward(
     o_out = counts_raw if injected is post else spike_counts(injected, dtype)
     post = injected
     delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
-    # E_b = Q_b^T S_b: the PSP kernel moved onto the (narrower, sparse) post side; one factor pair
-    pairs = [(adjoint_trace(post, rule.kernel, dtype), pre.to(dtype))]
     active_out = o_out > 0
-    active_in = (o_in > 0).to(dtype)
-
+    weight_t = weight.t()  # [N_in, N_out]
     if rule.side_effect:
-        if ff_current is not None:
-            # W s[t] is the forward's current at t + 1; Q[T-1] = 0 in every convention
-            q = pairs[0][0]
-            a_ff = (q[:-1] * ff_current[1:].to(dtype)).sum(0)  # [B, N_out]
-        else:
-            a_ff = spsp_dot_rows(pairs, weight_ff)  # [B, N_out]
-        silent_sigma = rule.silent_side_ratio * weight_ff.sum(1) / rule.threshold  # [N_out]
-        sigma = torch.where(active_out, a_ff / (rule.threshold * o_out.clamp(min=1)), silent_sigma)
-    else:
-        sigma = torch.zeros_like(delta)
-    coef = delta * (1.0 + sigma) * gamma  # [B, N_out]
-    grad_w = weighted_spsp_sum(pairs, coef)
-    grad_w = grad_w + rule.silent_spsp * (coef * (~active_out).to(dtype)).t() @ active_in  # silent rows
-    grad_b = None
-    if bias is not None:
-        grad_b = grad_w[:, -1]
-        grad_w = grad_w[:, :-1]
-    grad_w = grad_w + B * regulariser_grad(weight, rule)
-
-    grad_in = None
-    if need_input_grad:
-        if rule.effect_ratio:
-            h = spsp_dot_cols(pairs, delta, weight_ff)[:, :n_in]  # sum over active posts of delta w e
-            o_j = o_in[:, :n_in]
-            from_silent_posts = (delta * (~active_out).to(dtype)) @ weight  # rho = 1 where o_i = 0
-            plain = delta @ weight  # rho = 1 where o_j = 0
-            grad_in = torch.where(o_j > 0, h / o_j.clamp(min=1) + from_silent_posts, plain)
-        else:
-            grad_in = delta @ weight
+        silent_sigma = rule.silent_side_ratio * weight.sum(1) / rule.threshold  # [N_out]
+        if bias is not None:
+            silent_sigma = silent_sigma + rule.silent_side_ratio * bias / rule.threshold
+    grad_wt = torch.zeros_like(weight_t)  # [N_in, N_out]
+    grad_b = torch.zeros_like(bias) if bias is not None else None
+    grad_in = torch.empty(B, n_in, dtype=dtype, device=weight.device) if need_input_grad else None
+    if group is None:
+        per_sample = (3 * T * post[0, 0].numel() + 2 * weight.numel()) * weight.element_size()
+        group = max(1, min(B, memory_budget // per_sample))
+    events = reset_events(post, rule.kernel, dtype)  # once for the batch, sliced per block
+    if pre_events is None:
+        pre_events = InputEvents.from_spikes(pre)
+    sparse_pre = pre_events.density() <= MAX_SPARSE_DENSITY
+    n_out = post[0, 0].numel()
+    workspace = torch.empty(2 * (T + rule.kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
+    for b0 in range(0, B, group):
+        rows = slice(b0, min(b0 + group, B))
+        block_events = events.neurons(b0 * n_out, rows.stop * n_out)
+        q = adjoint_trace(post[:, rows], rule.kernel, dtype, events=block_events, workspace=workspace)  # [T, g, N_out]
+        block_pre = pre_events.samples(rows.start, rows.stop) if sparse_pre else pre[:, rows]
+        e_t = spsp_from_trace(q, block_pre)  # [g, N_in, N_out]: e_t[b, j, i] = e_{b, i|j}
+        e_bias = q.sum(0) if bias is not None else None  # the always-on input (fires at every step)
+        del q
+        coef = delta[rows]
+        if gamma is not None:
+            coef = coef * gamma[rows]
+        weighted = None  # w_ij e_{i|j}, shared by the side effect and the error to the inputs
+        if rule.side_effect or (need_input_grad and rule.effect_ratio):
+            weighted = e_t * weight_t  # [g, N_in, N_out]
+        if rule.side_effect:
+            a_ff = weighted.sum(1)  # [g, N_out]: T-PSP of the feed-forward synapses (H6)
+            if bias is not None:
+                a_ff = a_ff + bias * e_bias
+            o = o_out[rows]
+            sigma = torch.where(o > 0, a_ff / (rule.threshold * o.clamp(min=1)), silent_sigma)
+            coef = coef * (1.0 + sigma)
+        for k in range(coef.shape[0]):  # sum_b coef[b, i] e_t[b, j, i] (element-wise: einsum would copy e)
+            grad_wt.addcmul_(e_t[k], coef[k])
+        silent_coef = coef * (~active_out[rows]).to(dtype)  # silent posts: e = silent_spsp per active pre
+        grad_wt += rule.silent_spsp * (o_in[rows] > 0).to(dtype).t() @ silent_coef
+        if grad_b is not None:
+            grad_b += (e_bias * coef).sum(0) + rule.silent_spsp * silent_coef.sum(0)
+        if need_input_grad:
+            d = delta[rows]
+            if rule.effect_ratio:
+                h = torch.bmm(weighted, d.unsqueeze(-1)).squeeze(-1)  # sum_i delta_i w_ij e_{i|j}
+                o_j = o_in[rows]
+                from_silent = (d * (~active_out[rows]).to(dtype)) @ weight  # rho = 1 where o_i = 0
+                grad_in[rows] = torch.where(o_j > 0, h / o_j.clamp(min=1) + from_silent, d @ weight)
+            else:
+                grad_in[rows] = d @ weight
+        del e_t, weighted
+    grad_w = grad_wt.t() + B * regulariser_grad(weight, rule)
     return grad_w, grad_in, grad_b

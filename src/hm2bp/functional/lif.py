@@ -26,6 +26,92 @@ from torch import Tensor
 from hm2bp.functional._threads import single_thread
 
 
+class LIFScan:
+    r"""The §1.2 LIF dynamics stepped block by block, writing into a preallocated spike tensor.
+
+    ``spikes`` ``[T, ...]`` bool receives the output; feed the current in consecutive blocks with
+    :meth:`run` (``current[t]`` for ``t = t0 .. t0 + L - 1``). The state carried between blocks
+    is ``(epsilon, v)`` and the last ``T_ref`` spike rows; ``counts`` accumulates the spike
+    counts (exact integers in float).
+
+    The membrane is stepped in float arithmetic (float compare/multiply kernels are several times
+    faster than bool masks on CPU) and scaled by :math:`\tau_s`, :math:`u = \tau_s v`, so each
+    update is a single fused kernel:
+
+    .. math::
+
+        \epsilon \leftarrow (1-1/\tau_s)\,\epsilon + I[t] (+ W_{lat} s_{t-1}),\qquad
+        u \leftarrow \big((1-1/\tau_m)\,u + \epsilon\big)(1 - w_t),\qquad
+        s_t = [u > \tau_s(\nu - \varepsilon_\nu)],
+
+    where :math:`w_t = \sum_{k=1}^{T_{ref}} s_{t-k}` counts spikes in the last ``T_ref`` steps (at
+    most one: the inter-spike interval exceeds ``T_ref``), so :math:`(1 - w_t)` is the refractory
+    clamp and the reset at a spike is implied (the clamp at ``t + 1`` zeroes ``u`` whatever its
+    value). With ``T_ref = 0`` the reset is applied explicitly. For the official
+    :math:`\tau_s = 8` the scaling by a power of two is exact.
+    """
+
+    def __init__(
+        self,
+        spikes: Tensor,
+        threshold: float,
+        *,
+        tau_m: float = 64.0,
+        tau_s: float = 8.0,
+        refractory: int = 2,
+        lateral: Tensor | None = None,
+        threshold_eps: float = 1e-6,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.spikes = spikes
+        state_shape = spikes.shape[1:]
+        self.v = torch.zeros(state_shape, dtype=dtype, device=spikes.device)
+        self.ep = torch.zeros_like(self.v)
+        self.recent = torch.zeros_like(self.v)  # w_t: spikes within the last T_ref steps
+        self.counts = torch.zeros_like(self.v)  # spikes so far per neuron
+        self.leak_m = 1.0 - 1.0 / tau_m
+        self.leak_s = 1.0 - 1.0 / tau_s
+        self.theta = (threshold - threshold_eps) * tau_s  # threshold of u = tau_s v
+        self.refractory = int(refractory)
+        self.lat_t = lateral.t().to(dtype) if lateral is not None else None
+        # float spike rows of the previous T_ref steps (t < 1: none)
+        self.history = torch.zeros((max(self.refractory, 1), *state_shape), dtype=dtype, device=spikes.device)
+
+    def run(self, t0: int, current: Tensor) -> None:
+        """Advance over ``current`` ``[L, ...]`` = the input current at times ``t0 .. t0+L-1``."""
+        first = max(t0, 1)  # t = 0: leak of the zero state only, never a spike (§1.2 step 1)
+        if first >= t0 + current.shape[0]:
+            return
+        current = current[first - t0 :]
+        L, R = current.shape[0], self.refractory
+        H = self.history.shape[0]  # rows of earlier steps kept in front of the block
+        rows = torch.empty((H + L, *self.v.shape), dtype=self.v.dtype, device=self.v.device)
+        rows[:H] = self.history
+        u, ep, recent = self.v, self.ep, self.recent
+        with single_thread(u.device):
+            for k in range(L):
+                torch.add(current[k], ep, alpha=self.leak_s, out=ep)
+                if self.lat_t is not None:
+                    ep.add_(rows[H + k - 1] @ self.lat_t)  # the layer's own spikes at t - 1
+                torch.add(ep, u, alpha=self.leak_m, out=u)
+                s = rows[H + k]
+                if R > 0:
+                    u.addcmul_(u, recent, value=-1.0)  # clamp: u (1 - w_t)
+                    torch.gt(u, self.theta, out=s)
+                    if R == 1:
+                        recent.copy_(s)
+                    elif R == 2:
+                        torch.add(s, rows[H + k - 1], out=recent)
+                    else:
+                        recent.add_(s).sub_(rows[H + k - R])
+                else:
+                    torch.gt(u, self.theta, out=s)
+                    u.addcmul_(u, s, value=-1.0)  # reset on a spike
+        self.spikes[first : first + L].copy_(rows[H:])
+        self.counts += rows[H:].sum(0)
+        self.history.copy_(rows[L:])
+
+
 def lif_simulate(
     current: Tensor,
     threshold: float,
@@ -35,6 +121,7 @@ def lif_simulate(
     refractory: int = 2,
     lateral: Tensor | None = None,
     threshold_eps: float = 1e-6,
+    block: int = 64,
 ) -> Tensor:
     """Simulate LIF neurons driven by a delayed input current.
 
@@ -49,28 +136,14 @@ def lif_simulate(
             at ``t-1`` (spec §3.5, §10.2); output inhibition is ``-w0 (1 - I)``.
         threshold_eps: a spike needs ``v > threshold - threshold_eps`` (official FC/pool: 1e-6,
             conv: 0).
+        block: time steps per call of :meth:`LIFScan.run`.
 
     Returns:
         ``[T, B, N]`` bool spike trains.
     """
-    T = current.shape[0]
-    state_shape = current.shape[1:]
     spikes = torch.zeros(current.shape, dtype=torch.bool, device=current.device)
-    v = current.new_zeros(state_shape)
-    ep = current.new_zeros(state_shape)
-    leak_m = 1.0 - 1.0 / tau_m
-    leak_s = 1.0 - 1.0 / tau_s
-    theta = threshold - threshold_eps
-    lat_t = lateral.t() if lateral is not None else None
-    with single_thread(current.device):
-        for t in range(1, T):
-            ep.mul_(leak_s).add_(current[t])
-            if lat_t is not None and t > 1:
-                ep.add_(spikes[t - 1].to(ep.dtype) @ lat_t)
-            v.mul_(leak_m).add_(ep, alpha=1.0 / tau_s)
-            if refractory > 0 and t > 1:
-                # clamped while a spike fell within the last T_ref steps (counter of §1.2 step 4)
-                v.masked_fill_(spikes[max(1, t - refractory) : t].any(0), 0.0)
-            torch.gt(v, theta, out=spikes[t])
-            v.masked_fill_(spikes[t], 0.0)
+    scan = LIFScan(spikes, threshold, tau_m=tau_m, tau_s=tau_s, refractory=refractory, lateral=lateral,
+                   threshold_eps=threshold_eps, dtype=current.dtype)
+    for t0 in range(0, current.shape[0], block):
+        scan.run(t0, current[t0 : t0 + block])
     return spikes

@@ -20,63 +20,128 @@ during training. :func:`spsp` materialises ``E`` for tests and inspection.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from hm2bp.functional._threads import single_thread
+from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8
 from hm2bp.functional.psp import PSPKernel, psp_traces
 
 
-def reset_coefficients(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-    """Post-side coefficient rasters ``(X_a, X_b)``, each ``[T, B, N_out]``.
+@dataclass(frozen=True)
+class ResetEvents:
+    """Non-zeros of the post-side coefficient rasters of :func:`reset_coefficients`:
+    ``X_a[t_a, n_a] += v_a`` and ``X_b[t_b, n_b] += v_b``; ``n`` indexes the flattened
+    ``post[0]`` (sample-major) and each list is sorted by it. Without a window the two lists are
+    the same tensors."""
 
-    Without a window ``X_a == X_b == S - R``. ``post`` must respect refractoriness
-    (inter-spike interval > ``kernel.refractory``), as every simulated train does.
+    t_a: Tensor
+    n_a: Tensor
+    v_a: Tensor
+    t_b: Tensor
+    n_b: Tensor
+    v_b: Tensor
+
+    @property
+    def shared(self) -> bool:
+        return self.t_b is self.t_a and self.n_b is self.n_a and self.v_b is self.v_a
+
+    def neurons(self, lo: int, hi: int) -> "ResetEvents":
+        """The events of flattened neurons ``lo <= n < hi``, renumbered from 0 (a block of
+        samples). The lists are sorted by ``n`` (:func:`reset_events`), so this is a slice."""
+        bounds = torch.tensor([lo, hi], dtype=self.n_a.dtype, device=self.n_a.device)
+        i0, i1 = torch.searchsorted(self.n_a, bounds).tolist()
+        a = (self.t_a[i0:i1], self.n_a[i0:i1] - lo, self.v_a[i0:i1])
+        if self.shared:
+            return ResetEvents(*a, *a)
+        j0, j1 = torch.searchsorted(self.n_b, bounds).tolist()
+        return ResetEvents(*a, self.t_b[j0:j1], self.n_b[j0:j1] - lo, self.v_b[j0:j1])
+
+    def dense(
+        self, shape: tuple[int, ...], dtype: torch.dtype, *, pad: int = 0, workspace: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(X_a, X_b)`` of ``shape = (T, ...)``, each with ``pad`` extra zero rows at the end;
+        the same tensor twice when the lists are shared. ``workspace`` (at least
+        ``2 (T + pad) prod(shape[1:])`` elements of ``dtype``) is reused instead of allocating."""
+        rows, n = shape[0] + pad, math.prod(shape[1:])
+        full = (rows, *shape[1:])
+        if workspace is None:
+            workspace = torch.empty(2 * rows * n, dtype=dtype, device=self.t_a.device)
+        xa = workspace[: rows * n].view(rows, n).zero_()
+        xa.index_put_((self.t_a, self.n_a), self.v_a.to(dtype), accumulate=True)
+        if self.shared:
+            xa = xa.view(full)
+            return xa, xa
+        xb = workspace[rows * n : 2 * rows * n].view(rows, n).zero_()
+        xb.index_put_((self.t_b, self.n_b), self.v_b.to(dtype), accumulate=True)
+        return xa.view(full), xb.view(full)
+
+
+def reset_events(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> ResetEvents:
+    """The coefficients of :func:`reset_coefficients` as event lists (at most three per spike).
+
+    ``post`` must respect refractoriness (inter-spike interval > ``kernel.refractory``), as
+    every simulated train does.
     """
     T = post.shape[0]
     device = post.device
-    flat_shape = (T, post[0].numel())
-    xa = torch.zeros(flat_shape, dtype=dtype, device=device)  # [T, B*N_out]
-    t_f, n_f = post.reshape(flat_shape).nonzero(as_tuple=True)  # time-major order
-    if t_f.numel() == 0:
-        xa = xa.view(post.shape)
-        return xa, xa.clone() if kernel.window is not None else xa
+    flat = as_uint8(post).reshape(T, -1)
+    t_f, n_f = flat.nonzero(as_tuple=True)  # time-major order
     order = torch.argsort(n_f, stable=True)  # group by neuron, times stay ascending
     t_f, n_f = t_f[order], n_f[order]
     prev = torch.full_like(t_f, -1)
     same = n_f[1:] == n_f[:-1]
     prev[1:] = torch.where(same, t_f[:-1], prev[1:])  # previous spike of the same neuron
     r_f = torch.where(prev >= 0, prev + kernel.refractory, torch.full_like(prev, kernel.first_reset))
-    a, b = kernel.decay_m, kernel.decay_s
-    ta = torch.tensor(a, dtype=dtype, device=device)
-    tb = torch.tensor(b, dtype=dtype, device=device)
+    ta = torch.tensor(kernel.decay_m, dtype=dtype, device=device)
+    tb = torch.tensor(kernel.decay_s, dtype=dtype, device=device)
     reset_a = torch.pow(ta, (t_f - r_f).to(dtype))
-    xa.index_put_((t_f, n_f), torch.ones(t_f.shape, dtype=dtype, device=device), accumulate=True)
+    ones = torch.ones(t_f.shape, dtype=dtype, device=device)
     if kernel.window is None:
-        xa.index_put_((r_f, n_f), -reset_a, accumulate=True)
-        xa = xa.view(post.shape)
-        return xa, xa
-    xb = xa.clone()
+        ev = _by_neuron(torch.cat([t_f, r_f]), torch.cat([n_f, n_f]), torch.cat([ones, -reset_a]))
+        return ResetEvents(*ev, *ev)
     b_f = t_f - kernel.window - 1 + kernel.shift
     windowed = (t_f - kernel.window - 1) >= 0
     keep_reset = ~windowed | (r_f >= b_f)
     # reset term at r_f (both traces), unless the window removed every input before r_f
-    idx_r = (r_f[keep_reset], n_f[keep_reset])
-    xa.index_put_(idx_r, -reset_a[keep_reset], accumulate=True)
-    xb.index_put_(idx_r, -reset_a[keep_reset], accumulate=True)
-    if bool(windowed.any()):
-        w = windowed
-        tf, rf, bf = t_f[w], r_f[w], b_f[w]
-        idx_b = (bf, n_f[w])
-        cut_a = -torch.pow(ta, (tf - bf).to(dtype))
-        cut_b = -torch.pow(tb, (tf - bf).to(dtype))
-        late = rf >= bf  # reset after the window edge: its own trace is windowed too
-        lag_rb = (rf - bf).clamp(min=0).to(dtype)
-        back = torch.pow(ta, (tf - rf).to(dtype))
-        back_a = torch.where(late, back * torch.pow(ta, lag_rb), torch.zeros_like(back))
-        back_b = torch.where(late, back * torch.pow(tb, lag_rb), torch.zeros_like(back))
-        xa.index_put_(idx_b, cut_a + back_a, accumulate=True)
-        xb.index_put_(idx_b, cut_b + back_b, accumulate=True)
-    return xa.view(post.shape), xb.view(post.shape)
+    t_parts, n_parts = [t_f, r_f[keep_reset]], [n_f, n_f[keep_reset]]
+    va_parts, vb_parts = [ones, -reset_a[keep_reset]], [ones, -reset_a[keep_reset]]
+    w = windowed
+    tf, rf, bf = t_f[w], r_f[w], b_f[w]
+    cut_a = -torch.pow(ta, (tf - bf).to(dtype))
+    cut_b = -torch.pow(tb, (tf - bf).to(dtype))
+    late = rf >= bf  # reset after the window edge: its own trace is windowed too
+    lag_rb = (rf - bf).clamp(min=0).to(dtype)
+    back = torch.pow(ta, (tf - rf).to(dtype))
+    back_a = torch.where(late, back * torch.pow(ta, lag_rb), torch.zeros_like(back))
+    back_b = torch.where(late, back * torch.pow(tb, lag_rb), torch.zeros_like(back))
+    t_all, n_all = torch.cat(t_parts + [bf]), torch.cat(n_parts + [n_f[w]])
+    order = torch.argsort(n_all, stable=True)
+    t_all, n_all = t_all[order], n_all[order]
+    v_a = torch.cat(va_parts + [cut_a + back_a])[order]
+    v_b = torch.cat(vb_parts + [cut_b + back_b])[order]
+    return ResetEvents(t_all, n_all, v_a, t_all, n_all, v_b)
+
+
+def _by_neuron(t: Tensor, n: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    order = torch.argsort(n, stable=True)
+    return t[order], n[order], v[order]
+
+
+def reset_coefficients(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    """Post-side coefficient rasters ``(X_a, X_b)``, each ``[T, B, N_out]``.
+
+    Without a window ``X_a == X_b == S - R`` (the same tensor). ``post`` must respect
+    refractoriness (inter-spike interval > ``kernel.refractory``), as every simulated train does.
+    """
+    xa, xb = reset_events(post, kernel, dtype).dense(tuple(post.shape), dtype)
+    if kernel.window is not None and xb is xa:
+        xb = xa.clone()
+    return xa, xb
 
 
 def spsp_factors(pre: Tensor, post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> list[tuple[Tensor, Tensor]]:
@@ -122,7 +187,14 @@ def materialise(pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
     return out
 
 
-def adjoint_trace(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> Tensor:
+def adjoint_trace(
+    post: Tensor,
+    kernel: PSPKernel,
+    dtype: torch.dtype = torch.float32,
+    *,
+    events: ResetEvents | None = None,
+    workspace: Tensor | None = None,
+) -> Tensor:
     r"""Post-side adjoint trace ``Q`` ``[T, B, N_out]`` with ``E_b = Q_b^T S_b`` (S: pre spikes).
 
     Moving the PSP kernel from the input to the output side,
@@ -132,37 +204,96 @@ def adjoint_trace(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.fl
         Q[s] = C \sum_{t \ge s + \Delta} \big(X^{(a)}[t]\, a^{\,t-s-\Delta} - X^{(b)}[t]\, b^{\,t-s-\Delta}\big),
         \qquad e_{i|j} = \sum_s Q_i[s]\, S_j[s],
 
-    a reverse-time geometric scan over the (sparse) post coefficients. Every S-PSP product then
-    contracts ``Q`` with the 0/1 input spikes, which are sparse (gathers instead of dense GEMMs).
-    Rows ``s < min_pre_time`` are zero (official: inputs at t = 0 never count).
+    two reverse-time geometric scans :math:`G[t] = X[t] + d\,G[t+1]` over the (sparse) post
+    coefficients, run in place, then :math:`Q[s] = C(G_a - G_b)[s+\Delta]`. Rows
+    ``s < min_pre_time`` are zero (official: inputs at t = 0 never count). ``events`` (from
+    :func:`reset_events` for exactly this ``post``) saves recomputing them; ``workspace`` (see
+    :meth:`ResetEvents.dense`) is reused for the two scans, and the result is a view into it.
     """
-    from hm2bp.functional._threads import single_thread
-
-    xa, xb = reset_coefficients(post, kernel, dtype)
     T = post.shape[0]
-    q = torch.zeros(post.shape, dtype=dtype, device=post.device)
+    if events is None:
+        events = reset_events(post, kernel, dtype)
     shift = kernel.shift
-    if shift >= T:
-        return q
-    ga = torch.zeros(post.shape[1:], dtype=dtype, device=post.device)
-    gb = torch.zeros_like(ga) if xb is not xa else None
-    with single_thread(post.device):
-        for t in range(T - 1, shift - 1, -1):
-            ga.mul_(kernel.decay_m).add_(xa[t])
-            s = t - shift
-            if gb is None:
-                # single coefficient raster: C (a-trace - b-trace) of the same X
-                q[s] = ga
-            else:
-                gb.mul_(kernel.decay_s).add_(xb[t])
-                torch.sub(ga, gb, out=q[s])
-        if gb is None:
-            # second pass for the b-trace when X_a == X_b
-            gb = torch.zeros_like(ga)
-            for t in range(T - 1, shift - 1, -1):
-                gb.mul_(kernel.decay_s).add_(xa[t])
-                q[t - shift].sub_(gb)
+    # Delta zero rows after T: once the scans are done, q[s] = (G_a - G_b)[s + Delta] is a view
+    ga, gb = events.dense(tuple(post.shape), dtype, pad=shift, workspace=workspace)
+    rows, n = ga.shape[0], ga[0].numel()
+    if gb is ga:
+        gb = (workspace[rows * n : 2 * rows * n].view(ga.shape) if workspace is not None else torch.empty_like(ga))
+        gb.copy_(ga)
+    if gb.data_ptr() == ga.data_ptr() + rows * n * ga.element_size():
+        # both traces in one strided view [2, rows, n]: one fused kernel per step
+        both = ga.as_strided((2, rows, n), (rows * n, n, 1))
+        decay = torch.tensor([kernel.decay_m, kernel.decay_s], dtype=dtype, device=post.device).view(2, 1)
+        with single_thread(post.device):
+            for t in range(T - 2, -1, -1):
+                torch.addcmul(both[:, t], both[:, t + 1], decay, out=both[:, t])
+    else:
+        a, b = kernel.decay_m, kernel.decay_s
+        with single_thread(post.device):
+            for t in range(T - 2, -1, -1):
+                torch.add(ga[t], ga[t + 1], alpha=a, out=ga[t])
+                torch.add(gb[t], gb[t + 1], alpha=b, out=gb[t])
+    q = ga.sub_(gb)[shift:]
+    del gb
     q.mul_(kernel.scale)
     if kernel.min_pre_time > 0:
         q[: kernel.min_pre_time] = 0
     return q
+
+
+@dataclass(frozen=True)
+class InputEvents:
+    """0/1 input spikes ``[T, B, N_in]`` as events sorted by (sample, input, time)."""
+
+    s: Tensor  # time step
+    b: Tensor  # sample
+    j: Tensor  # input
+    shape: tuple[int, int, int]
+
+    @classmethod
+    def from_flat(cls, index: Tensor, shape: tuple[int, int, int]) -> "InputEvents":
+        """From flat row-major indices into ``[T, B, N_in]`` (any order; ``nonzero`` of the trains)."""
+        T, B, n_in = shape
+        t, rest = index // (B * n_in), index % (B * n_in)
+        key, _ = torch.sort(rest * T + t)  # (b, j, t): unique keys, no tie order to keep
+        bj = key // T
+        return cls(key % T, bj // n_in, bj % n_in, (T, B, n_in))
+
+    @classmethod
+    def from_spikes(cls, spikes: Tensor) -> "InputEvents":
+        return cls.from_flat(as_uint8(spikes).reshape(-1).nonzero().squeeze(1), tuple(spikes.shape))
+
+    def density(self) -> float:
+        return self.s.numel() / max(1, math.prod(self.shape))
+
+    def samples(self, lo: int, hi: int) -> "InputEvents":
+        """Events of samples ``lo <= b < hi``, renumbered from 0 (a slice: sorted by sample)."""
+        bounds = torch.tensor([lo, hi], dtype=self.b.dtype, device=self.b.device)
+        i0, i1 = torch.searchsorted(self.b, bounds).tolist()
+        T, _, n_in = self.shape
+        return InputEvents(self.s[i0:i1], self.b[i0:i1] - lo, self.j[i0:i1], (T, hi - lo, n_in))
+
+
+def spsp_from_trace(q: Tensor, pre: Tensor | InputEvents, *, max_density: float | None = None) -> Tensor:
+    r"""Per-sample S-PSP matrices, transposed: ``e_t[b, j, i] = e_{b, i|j} = sum_s Q[s, b, i] S[s, b, j]``.
+
+    ``q`` ``[T, B, N_out]`` (:func:`adjoint_trace`), ``pre`` ``[T, B, N_in]`` 0/1 spikes or their
+    :class:`InputEvents`; returns ``[B, N_in, N_out]``. Event-driven: for every input spike
+    ``(s, b, j)`` the row ``Q[s, b]`` is added to ``e_t[b, j]`` (``embedding_bag``,
+    ``nnz(S) * N_out`` additions). Spike tensors denser than ``max_density`` (default
+    ``MAX_SPARSE_DENSITY``) use a batched GEMM instead.
+    """
+    T, B, n_out = q.shape
+    if not isinstance(pre, InputEvents):
+        max_density = MAX_SPARSE_DENSITY if max_density is None else max_density
+        spikes = as_uint8(pre)
+        events = InputEvents.from_spikes(spikes)
+        if events.density() > max_density:
+            return torch.bmm(spikes.permute(1, 2, 0).to(q.dtype), q.transpose(0, 1))
+        pre = events
+    n_in = pre.shape[-1]
+    bag = pre.b * n_in + pre.j
+    offsets = torch.zeros(B * n_in, dtype=torch.long, device=q.device)
+    offsets[1:] = torch.bincount(bag, minlength=B * n_in)[:-1].cumsum(0)
+    out = F.embedding_bag(pre.s * B + pre.b, q.reshape(T * B, n_out), offsets, mode="sum")
+    return out.view(B, n_in, n_out)

@@ -12,56 +12,81 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hm2bp.functional import HM2BPRule, hm2bp_backward, lif_simulate
+from hm2bp.functional import HM2BPRule, hm2bp_backward
+from hm2bp.functional.current import as_uint8, synaptic_current
+from hm2bp.functional.grad import spike_counts
+from hm2bp.functional.lif import LIFScan
+from hm2bp.functional.spsp import InputEvents
 from hm2bp.layers.neurons import set_neuron_constants
 
 
 class _HM2BPLinear(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias, lateral, target, layer):  # noqa: D401 - autograd signature
-        spikes_in = x.detach()
-        T = spikes_in.shape[0]
-        current = weight.new_zeros(T, spikes_in.shape[1], weight.shape[0])  # [T, B, out]
-        if T > 1:
-            current[1:] = layer.input_current(spikes_in[:-1], weight)
-            if bias is not None:
-                current[1:] += bias
-        out = lif_simulate(
-            current,
-            layer.threshold,
-            tau_m=layer.tau_m,
-            tau_s=layer.tau_s,
-            refractory=layer.refractory,
-            lateral=lateral,
-            threshold_eps=layer.threshold_eps,
-        )
-        ctx.layer = layer
-        ctx.has_bias = bias is not None
-        # the current is kept for the side-effect T-PSP: it replaces a second [T*B, in] x [in, out] GEMM
-        keep = current if layer.rule.side_effect else None
-        ctx.save_for_backward(spikes_in.to(torch.uint8), out, weight, bias, target, keep)
-        return out.to(weight.dtype)
+    """Counts in, ``(counts, spike trains)`` out; the trains are not differentiable.
+
+    Under the count-level semantics of HM2-BP the only gradient that crosses a layer is
+    ``dE/do`` ``[B, N]``, so chained layers hand each other 1-byte trains plus a differentiable
+    ``[B, N]`` count tensor instead of a float ``[T, B, N]`` train.
+    """
 
     @staticmethod
-    def backward(ctx, grad_out):
-        pre, post, weight, bias, target, current = ctx.saved_tensors
-        layer = ctx.layer
-        grad_counts = grad_out.mean(0)  # [B, out]: dE/do, identical at every t
+    def forward(ctx, counts_in, weight, bias, spikes_in, lateral, target, layer):  # noqa: D401 - autograd signature
+        out, counts, events = layer.simulate(spikes_in, weight, bias, lateral, return_events=True)
+        ctx.layer = layer
+        ctx.has_bias = bias is not None
+        pre = spikes_in if spikes_in.dtype in (torch.bool, torch.uint8) else spikes_in.to(torch.uint8)
+        ctx.save_for_backward(pre, out, weight, bias, target, counts_in, counts, events)
+        ctx.mark_non_differentiable(out)
+        return counts, out
+
+    @staticmethod
+    def backward(ctx, grad_counts, _grad_spikes):
+        pre, post, weight, bias, target, counts_in, counts, events = ctx.saved_tensors
+        pre_events = None
+        if events is not None:
+            pre_events = InputEvents.from_flat(events, tuple(pre.shape))
         gw, gin, gb = hm2bp_backward(
             pre,
             post,
             weight,
             grad_counts,
-            layer.rule,
+            ctx.layer.rule,
             target=target,
             need_input_grad=ctx.needs_input_grad[0],
             bias=bias if ctx.has_bias else None,
-            ff_current=current,
+            o_in=counts_in,
+            o_out=counts,
+            pre_events=pre_events,
         )
-        grad_x = None
-        if gin is not None:
-            grad_x = gin.unsqueeze(0).expand(pre.shape[0], *gin.shape).to(grad_out.dtype)
-        return grad_x, gw, gb, None, None, None
+        return gin, gw, gb, None, None, None, None
+
+
+class _Trains(torch.autograd.Function):
+    """Float spike trains ``[T, B, N]`` whose gradient is taken at the count level:
+    ``dE/do = grad[t]`` for every ``t`` (their mean over time)."""
+
+    @staticmethod
+    def forward(ctx, spikes, counts):  # noqa: D401 - autograd signature
+        ctx.steps = spikes.shape[0]
+        return as_uint8(spikes).to(counts.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, grad.mean(0)
+
+
+def spikes_with_counts(trains: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``(spikes, counts)`` of a float train ``[T, B, ...]`` from a layer that is not count-level
+    (the data, a conv or pool layer): the counts carry its gradient when it has one."""
+    if trains.requires_grad:
+        return trains.detach(), trains.sum(0)
+    return trains, None
+
+
+def as_trains(spikes: Tensor, counts: Tensor | None) -> Tensor:
+    """Float ``[T, B, N]`` trains of a count-level layer, differentiable through ``counts``."""
+    if counts is None or not counts.requires_grad:
+        return as_uint8(spikes).to(counts.dtype if counts is not None else torch.get_default_dtype())
+    return _Trains.apply(spikes, counts)
 
 
 class SpikingLinear(nn.Module):
@@ -134,6 +159,7 @@ class SpikingLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-init_range, init_range))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.init_range = init_range
+        self.block = 64  # time steps per block of the forward simulation
         # Fixed recurrent/lateral matrix W_lat[post, pre] (not trained, not in state_dict).
         self.lateral: Tensor | None = None
         if self.lateral_inhibition != 0.0:
@@ -146,23 +172,71 @@ class SpikingLinear(nn.Module):
             raise ValueError(f"recurrent matrix must be {(self.out_features,)*2}, got {tuple(matrix.shape)}")
         self.lateral = matrix
 
-    @staticmethod
-    def input_current(spikes: Tensor, weight: Tensor) -> Tensor:
-        """``W s`` for ``spikes`` ``[T, B, in]`` -> ``[T, B, out]`` in the weight's dtype."""
-        return spikes.to(weight.dtype) @ weight.t()
+    def simulate(
+        self, spikes: Tensor, weight: Tensor, bias: Tensor | None, lateral: Tensor | None, *, return_events: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The forward simulation: ``[T, B, in]`` 0/1 spikes -> ``(spikes [T, B, out] bool,
+        counts [B, out], events)``.
 
-    def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor:
-        """``x`` ``[T, B, in]`` spikes -> ``[T, B, out]`` spikes; ``target`` ``[B]`` for injection/γ."""
-        if x.dim() != 3 or x.shape[-1] != self.in_features:
+        Runs in blocks of ``self.block`` steps: the block's current ``I[t] = W s[t-1] (+ b)``
+        (event-driven, ``functional.current``) feeds the LIF scan, so no ``[T, B, out]`` float
+        tensor is ever formed. With ``return_events``, ``events`` holds the flat indices of the
+        input spikes that were gathered (every step but the last, whose spikes reach no current),
+        or ``None`` if a block was dense; the backward reuses them.
+        """
+        T, B = spikes.shape[:2]
+        out = torch.zeros(T, B, weight.shape[0], dtype=torch.bool, device=weight.device)
+        scan = LIFScan(out, self.threshold, tau_m=self.tau_m, tau_s=self.tau_s, refractory=self.refractory,
+                       lateral=lateral, threshold_eps=self.threshold_eps, dtype=weight.dtype)
+        weight_t = weight.detach().t().contiguous()
+        events: list[Tensor] | None = [] if return_events else None
+        step = B * spikes.shape[-1]  # elements per time step of the input
+        for t0 in range(1, T, self.block):
+            t1 = min(t0 + self.block, T)
+            current, index = synaptic_current(spikes[t0 - 1 : t1 - 1], weight_t, return_events=True)  # I[t] = W s[t-1]
+            if events is not None:
+                events = None if index is None else events + [index + (t0 - 1) * step]
+            if bias is not None:
+                current += bias.detach()
+            scan.run(t0, current)
+        if events is not None:
+            events = torch.cat(events) if events else torch.zeros(0, dtype=torch.long, device=out.device)
+        return out, scan.counts, events
+
+    def forward_counts(
+        self, spikes: Tensor, counts: Tensor | None = None, target: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Count-level forward: ``spikes`` ``[T, B, in]`` (0/1, any dtype) and their counts
+        ``[B, in]`` (differentiable, or ``None`` for data) -> ``(bool spikes [T, B, out],
+        counts [B, out])``. The gradient flows through the counts only."""
+        if spikes.dim() != 3 or spikes.shape[-1] != self.in_features:
             raise ValueError(
-                f"SpikingLinear expects spikes [T, B, {self.in_features}], got {tuple(x.shape)}"
+                f"SpikingLinear expects spikes [T, B, {self.in_features}], got {tuple(spikes.shape)}"
             )
         lateral = None
         if self.lateral is not None:
             lateral = self.lateral.to(device=self.weight.device, dtype=self.weight.dtype)
         if not torch.is_grad_enabled():
             target = None
-        return _HM2BPLinear.apply(x, self.weight, self.bias, lateral, target, self)
+        elif counts is None:
+            counts = spike_counts(spikes, self.weight.dtype)  # o_in of the backward
+        out_counts, out = _HM2BPLinear.apply(counts, self.weight, self.bias, spikes.detach(), lateral, target, self)
+        return out, out_counts
+
+    def forward(
+        self, x: Tensor, target: Tensor | None = None, *, counts: Tensor | None = None, count_level: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """``x`` ``[T, B, in]`` spikes -> ``[T, B, out]`` spikes in the weight's dtype;
+        ``target`` ``[B]`` for injection/γ.
+
+        With ``count_level=True`` this is :meth:`forward_counts` (``x`` 0/1 of any dtype, its
+        ``counts``) returning ``(bool spikes, counts)``; networks chain layers that way.
+        """
+        if count_level:
+            return self.forward_counts(x, counts, target)
+        spikes, in_counts = spikes_with_counts(x)
+        out, out_counts = self.forward_counts(spikes, in_counts, target)
+        return as_trains(out, out_counts)
 
     def extra_repr(self) -> str:
         return (
