@@ -205,12 +205,16 @@ def hm2bp_backward(
         pre_events = InputEvents.from_spikes(pre)
     sparse_pre = pre_events.density() <= MAX_SPARSE_DENSITY
     n_out = post[0, 0].numel()
+    # buffers reused by every block (fresh multi-MB tensors per block cost page faults)
     workspace = torch.empty(2 * (T + rule.kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
+    n_ff = n_in * n_out
+    w_buf = torch.empty(group * n_ff, dtype=dtype, device=weight.device)
     for b0 in range(0, B, group):
         rows = slice(b0, min(b0 + group, B))
         block_events = events.neurons(b0 * n_out, rows.stop * n_out)
         q = adjoint_trace(post[:, rows], rule.kernel, dtype, events=block_events, workspace=workspace)  # [T, g, N_out]
         block_pre = pre_events.samples(rows.start, rows.stop) if sparse_pre else pre[:, rows]
+        g = rows.stop - rows.start
         e_t = spsp_from_trace(q, block_pre)  # [g, N_in, N_out]: e_t[b, j, i] = e_{b, i|j}
         e_bias = q.sum(0) if bias is not None else None  # the always-on input (fires at every step)
         del q
@@ -219,7 +223,7 @@ def hm2bp_backward(
             coef = coef * gamma[rows]
         weighted = None  # w_ij e_{i|j}, shared by the side effect and the error to the inputs
         if rule.side_effect or (need_input_grad and rule.effect_ratio):
-            weighted = e_t * weight_t  # [g, N_in, N_out]
+            weighted = torch.mul(e_t, weight_t, out=w_buf[: g * n_ff].view(e_t.shape))  # [g, N_in, N_out]
         if rule.side_effect:
             a_ff = weighted.sum(1)  # [g, N_out]: T-PSP of the feed-forward synapses (H6)
             if bias is not None:

@@ -76,6 +76,7 @@ class LIFScan:
         self.lat_t = lateral.t().to(dtype) if lateral is not None else None
         # float spike rows of the previous T_ref steps (t < 1: none)
         self.history = torch.zeros((max(self.refractory, 1), *state_shape), dtype=dtype, device=spikes.device)
+        self._rows: Tensor | None = None  # float spike rows of a block, after H rows of history
 
     def run(self, t0: int, current: Tensor) -> None:
         """Advance over ``current`` ``[L, ...]`` = the input current at times ``t0 .. t0+L-1``."""
@@ -85,7 +86,9 @@ class LIFScan:
         current = current[first - t0 :]
         L, R = current.shape[0], self.refractory
         H = self.history.shape[0]  # rows of earlier steps kept in front of the block
-        rows = torch.empty((H + L, *self.v.shape), dtype=self.v.dtype, device=self.v.device)
+        if self._rows is None or self._rows.shape[0] < H + L:  # reused: fresh pages cost a fault each
+            self._rows = torch.empty((H + L, *self.v.shape), dtype=self.v.dtype, device=self.v.device)
+        rows = self._rows[: H + L]
         rows[:H] = self.history
         u, ep, recent = self.v, self.ep, self.recent
         with single_thread(u.device):

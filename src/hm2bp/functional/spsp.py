@@ -102,34 +102,30 @@ def reset_events(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.flo
     reset_a = torch.pow(ta, (t_f - r_f).to(dtype))
     ones = torch.ones(t_f.shape, dtype=dtype, device=device)
     if kernel.window is None:
-        ev = _by_neuron(torch.cat([t_f, r_f]), torch.cat([n_f, n_f]), torch.cat([ones, -reset_a]))
+        # per spike (+1 at t_f, -a^(t_f - r_f) at r_f), kept next to each other: still sorted by n
+        ev = (_interleave(t_f, r_f), _interleave(n_f, n_f), _interleave(ones, -reset_a))
         return ResetEvents(*ev, *ev)
     b_f = t_f - kernel.window - 1 + kernel.shift
     windowed = (t_f - kernel.window - 1) >= 0
-    keep_reset = ~windowed | (r_f >= b_f)
     # reset term at r_f (both traces), unless the window removed every input before r_f
-    t_parts, n_parts = [t_f, r_f[keep_reset]], [n_f, n_f[keep_reset]]
-    va_parts, vb_parts = [ones, -reset_a[keep_reset]], [ones, -reset_a[keep_reset]]
-    w = windowed
-    tf, rf, bf = t_f[w], r_f[w], b_f[w]
-    cut_a = -torch.pow(ta, (tf - bf).to(dtype))
-    cut_b = -torch.pow(tb, (tf - bf).to(dtype))
-    late = rf >= bf  # reset after the window edge: its own trace is windowed too
-    lag_rb = (rf - bf).clamp(min=0).to(dtype)
-    back = torch.pow(ta, (tf - rf).to(dtype))
-    back_a = torch.where(late, back * torch.pow(ta, lag_rb), torch.zeros_like(back))
-    back_b = torch.where(late, back * torch.pow(tb, lag_rb), torch.zeros_like(back))
-    t_all, n_all = torch.cat(t_parts + [bf]), torch.cat(n_parts + [n_f[w]])
-    order = torch.argsort(n_all, stable=True)
-    t_all, n_all = t_all[order], n_all[order]
-    v_a = torch.cat(va_parts + [cut_a + back_a])[order]
-    v_b = torch.cat(vb_parts + [cut_b + back_b])[order]
+    keep_reset = (~windowed | (r_f >= b_f)).to(dtype)
+    late = r_f >= b_f  # reset after the window edge: its own trace is windowed too
+    lag_rb = (r_f - b_f).clamp(min=0).to(dtype)
+    back = torch.pow(ta, (t_f - r_f).to(dtype))
+    w = windowed.to(dtype)  # spikes without a window get a zero cut event (at t_f, a valid index)
+    lag_tb = (t_f - b_f).to(dtype)
+    cut_a = w * (torch.where(late, back * torch.pow(ta, lag_rb), 0.0) - torch.pow(ta, lag_tb))
+    cut_b = w * (torch.where(late, back * torch.pow(tb, lag_rb), 0.0) - torch.pow(tb, lag_tb))
+    t_cut = torch.where(windowed, b_f, t_f)
+    t_all, n_all = _interleave(t_f, r_f, t_cut), _interleave(n_f, n_f, n_f)
+    v_a = _interleave(ones, -reset_a * keep_reset, cut_a)
+    v_b = _interleave(ones, -reset_a * keep_reset, cut_b)
     return ResetEvents(t_all, n_all, v_a, t_all, n_all, v_b)
 
 
-def _by_neuron(t: Tensor, n: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    order = torch.argsort(n, stable=True)
-    return t[order], n[order], v[order]
+def _interleave(*parts: Tensor) -> Tensor:
+    """``[p0[0], p1[0], ..., p0[1], p1[1], ...]``: the events of one spike stay adjacent."""
+    return torch.stack(parts, dim=1).reshape(-1)
 
 
 def reset_coefficients(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:

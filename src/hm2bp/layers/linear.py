@@ -159,7 +159,7 @@ class SpikingLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-init_range, init_range))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.init_range = init_range
-        self.block = 64  # time steps per block of the forward simulation
+        self.block = 16  # time steps per block of the forward simulation
         # Fixed recurrent/lateral matrix W_lat[post, pre] (not trained, not in state_dict).
         self.lateral: Tensor | None = None
         if self.lateral_inhibition != 0.0:
