@@ -72,12 +72,12 @@ class ResetEvents:
         if workspace is None:
             workspace = torch.empty(2 * rows * n, dtype=dtype, device=self.t_a.device)
         xa = workspace[: rows * n].view(rows, n).zero_()
-        xa.index_put_((self.t_a, self.n_a), self.v_a.to(dtype), accumulate=True)
+        xa.view(-1).index_add_(0, self.t_a * n + self.n_a, self.v_a.to(dtype))  # duplicates add up
         if self.shared:
             xa = xa.view(full)
             return xa, xa
         xb = workspace[rows * n : 2 * rows * n].view(rows, n).zero_()
-        xb.index_put_((self.t_b, self.n_b), self.v_b.to(dtype), accumulate=True)
+        xb.view(-1).index_add_(0, self.t_b * n + self.n_b, self.v_b.to(dtype))
         return xa.view(full), xb.view(full)
 
 
