@@ -138,8 +138,9 @@ def test_lateral_factor_is_capped_where_the_series_diverges():
 
 
 def test_backward_does_not_depend_on_the_sample_block_or_the_event_path(monkeypatch):
-    """Blocks of samples, the event-driven (embedding_bag) and dense (bmm) S-PSP products, and
-    counts passed in by the caller all give the same gradients."""
+    """Blocks of samples, the event-driven (embedding_bag) and dense (bmm) S-PSP products, the
+    trace path used without an input error, and counts passed in by the caller all give the same
+    gradients."""
     spsp_module = importlib.import_module("hm2bp.functional.spsp")  # the module, not the function
 
     for seed, convention in ((1, "exact"), (2, "official")):
@@ -152,6 +153,14 @@ def test_backward_does_not_depend_on_the_sample_block_or_the_event_path(monkeypa
         others = [hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=g) for g in (1, 2)]
         others.append(hm2bp_backward(pre.bool(), post.bool(), w, grad, rule, target=target, bias=bias,
                                      o_in=pre.sum(0), o_out=post.sum(0), group=3))
+        for g in (1, 2, B):  # no error to the inputs: the trace path (Q against the events, no e_b)
+            for path in ("trace", "spsp"):
+                gw, gin, gb = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=g,
+                                             need_input_grad=False, path=path)
+                assert gin is None
+                others.append((gw, ref[1], gb))
+        with pytest.raises(ValueError, match="trace"):
+            hm2bp_backward(pre, post, w, grad, rule, path="trace")  # needs need_input_grad=False
         monkeypatch.setattr(spsp_module, "MAX_SPARSE_DENSITY", 0.0)  # force the dense bmm
         monkeypatch.setattr(importlib.import_module("hm2bp.functional.grad"), "MAX_SPARSE_DENSITY", 0.0)
         others.append(hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=2))

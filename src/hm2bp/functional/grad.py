@@ -26,12 +26,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from hm2bp.functional._threads import single_thread
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8
 from hm2bp.functional.psp import PSPKernel
 from hm2bp.functional.spsp import InputEvents, adjoint_trace, materialise, reset_events, spsp_from_trace
+
+# Without an input error, the trace path costs ~2 nnz(S) N_out gathered additions, the S-PSP-matrix
+# path ~nnz(S) N_out plus four passes over B N_in N_out; the trace path is measured faster below
+# about this many spikes per input train (784-800-10, p = 0.03: T = 50 two times faster, T = 400
+# 15 % slower; docs/benchmarks.md).
+TRACE_MAX_SPIKES_PER_INPUT = 8.0
+
 
 @dataclass(frozen=True)
 class HM2BPRule:
@@ -141,6 +149,7 @@ def hm2bp_backward(
     o_in: Tensor | None = None,
     o_out: Tensor | None = None,
     pre_events: InputEvents | None = None,
+    path: str = "auto",
     group: int | None = None,
     memory_budget: int = 64 * 2**20,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -160,6 +169,12 @@ def hm2bp_backward(
             (the forward pass does); computed from the trains otherwise.
         pre_events: ``pre`` as :class:`~hm2bp.functional.spsp.InputEvents` when the caller has
             them (the event-driven forward does); found from ``pre`` otherwise.
+        path: ``"spsp"`` forms the per-sample S-PSP matrices of a block and reduces them;
+            ``"trace"`` (only without ``need_input_grad``, sparse inputs) contracts the adjoint
+            trace with the input events twice (the side-effect T-PSP against the re-gathered
+            current, then the coefficient-weighted trace), with no per-sample matrix;
+            ``"auto"`` picks ``"trace"`` when allowed and the inputs have fewer than
+            ``TRACE_MAX_SPIKES_PER_INPUT`` spikes per train. Same gradients either way.
         group: samples per block. Per block the S-PSP matrices ``e_b`` ``[group, N_in, N_out]``
             are formed from the adjoint trace and the input events (``spsp_from_trace``); every
             term of the rule is then a cheap reduction of them. A block holds ``3 T group N_out``
@@ -197,42 +212,62 @@ def hm2bp_backward(
     grad_wt = torch.zeros_like(weight_t)  # [N_in, N_out]
     grad_b = torch.zeros_like(bias) if bias is not None else None
     grad_in = torch.empty(B, n_in, dtype=dtype, device=weight.device) if need_input_grad else None
-    if group is None:
-        per_sample = (3 * T * post[0, 0].numel() + 2 * weight.numel()) * weight.element_size()
-        group = max(1, min(B, memory_budget // per_sample))
-    events = reset_events(post, rule.kernel, dtype)  # once for the batch, sliced per block
     if pre_events is None:
         pre_events = InputEvents.from_spikes(pre)
     sparse_pre = pre_events.density() <= MAX_SPARSE_DENSITY
     n_out = post[0, 0].numel()
+    # Without an error to the inputs, the rule needs only a_ff and the coefficient-weighted sum of
+    # e over samples: both contract Q with the input events directly ("trace" path), with no
+    # per-sample [N_in, N_out] S-PSP matrix (whose cost does not shrink with T).
+    if path not in ("auto", "spsp", "trace"):
+        raise ValueError(f"path must be 'auto', 'spsp' or 'trace', got {path!r}")
+    can_trace = not need_input_grad and sparse_pre
+    if path == "trace" and not can_trace:
+        raise ValueError("path='trace' needs need_input_grad=False and sparse input spikes")
+    by_trace = path == "trace" or (
+        path == "auto" and can_trace and pre_events.density() * T < TRACE_MAX_SPIKES_PER_INPUT
+    )
+    item = weight.element_size()
+    if group is None:
+        per_sample = 3 * T * n_out if by_trace else 3 * T * n_out + 2 * weight.numel()
+        group = max(1, min(B, memory_budget // (per_sample * item)))
+    events = reset_events(post, rule.kernel, dtype)  # once for the batch, sliced per block
     # buffers reused by every block (fresh multi-MB tensors per block cost page faults)
     workspace = torch.empty(2 * (T + rule.kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
     n_ff = n_in * n_out
-    w_buf = torch.empty(group * n_ff, dtype=dtype, device=weight.device)
+    w_buf = None if by_trace else torch.empty(group * n_ff, dtype=dtype, device=weight.device)
+    weight_rows = weight_t.contiguous() if by_trace else None  # gathered by row: must be contiguous
     for b0 in range(0, B, group):
         rows = slice(b0, min(b0 + group, B))
+        g = rows.stop - rows.start
         block_events = events.neurons(b0 * n_out, rows.stop * n_out)
         q = adjoint_trace(post[:, rows], rule.kernel, dtype, events=block_events, workspace=workspace)  # [T, g, N_out]
         block_pre = pre_events.samples(rows.start, rows.stop) if sparse_pre else pre[:, rows]
-        g = rows.stop - rows.start
-        e_t = spsp_from_trace(q, block_pre)  # [g, N_in, N_out]: e_t[b, j, i] = e_{b, i|j}
         e_bias = q.sum(0) if bias is not None else None  # the always-on input (fires at every step)
-        del q
         coef = delta[rows]
         if gamma is not None:
             coef = coef * gamma[rows]
-        weighted = None  # w_ij e_{i|j}, shared by the side effect and the error to the inputs
-        if rule.side_effect or (need_input_grad and rule.effect_ratio):
-            weighted = torch.mul(e_t, weight_t, out=w_buf[: g * n_ff].view(e_t.shape))  # [g, N_in, N_out]
-        if rule.side_effect:
-            a_ff = weighted.sum(1)  # [g, N_out]: T-PSP of the feed-forward synapses (H6)
-            if bias is not None:
-                a_ff = a_ff + bias * e_bias
-            o = o_out[rows]
-            sigma = torch.where(o > 0, a_ff / (rule.threshold * o.clamp(min=1)), silent_sigma)
-            coef = coef * (1.0 + sigma)
-        for k in range(coef.shape[0]):  # sum_b coef[b, i] e_t[b, j, i] (element-wise: einsum would copy e)
-            grad_wt.addcmul_(e_t[k], coef[k])
+        if by_trace:
+            if rule.side_effect:
+                a_ff = _trace_dot_current(q, block_pre, weight_rows)  # sum_s Q[s] (W s[s]): T-PSP (H6)
+                if bias is not None:
+                    a_ff = a_ff + bias * e_bias
+                coef = coef * (1.0 + _sigma(a_ff, o_out[rows], silent_sigma, rule))
+            grad_wt += _events_weighted_trace(q.mul_(coef), block_pre)  # sum_b coef[b, i] e_{b, i|j}
+            e_t = weighted = None
+        else:
+            e_t = spsp_from_trace(q, block_pre)  # [g, N_in, N_out]: e_t[b, j, i] = e_{b, i|j}
+            weighted = None  # w_ij e_{i|j}, shared by the side effect and the error to the inputs
+            if rule.side_effect or (need_input_grad and rule.effect_ratio):
+                weighted = torch.mul(e_t, weight_t, out=w_buf[: g * n_ff].view(e_t.shape))  # [g, N_in, N_out]
+            if rule.side_effect:
+                a_ff = weighted.sum(1)  # [g, N_out]: T-PSP of the feed-forward synapses (H6)
+                if bias is not None:
+                    a_ff = a_ff + bias * e_bias
+                coef = coef * (1.0 + _sigma(a_ff, o_out[rows], silent_sigma, rule))
+            for k in range(coef.shape[0]):  # sum_b coef[b, i] e_t[b, j, i] (element-wise: einsum would copy e)
+                grad_wt.addcmul_(e_t[k], coef[k])
+        del q
         silent_coef = coef * (~active_out[rows]).to(dtype)  # silent posts: e = silent_spsp per active pre
         grad_wt += rule.silent_spsp * (o_in[rows] > 0).to(dtype).t() @ silent_coef
         if grad_b is not None:
@@ -249,3 +284,40 @@ def hm2bp_backward(
         del e_t, weighted
     grad_w = grad_wt.t() + B * regulariser_grad(weight, rule)
     return grad_w, grad_in, grad_b
+
+
+def _sigma(a_ff: Tensor, o: Tensor, silent_sigma: Tensor, rule: HM2BPRule) -> Tensor:
+    """Side effect ``sigma = a_ff / (nu o)``, the silent constant where ``o = 0`` (§3.4 step 9)."""
+    return torch.where(o > 0, a_ff / (rule.threshold * o.clamp(min=1)), silent_sigma)
+
+
+def _trace_dot_current(q: Tensor, pre: InputEvents, weight_t: Tensor, chunk: int = 32) -> Tensor:
+    r"""``a[b, i] = sum_s Q[s, b, i] (W s_b[s])_i`` ``[B, N_out]``: the current ``W s[s]`` is
+    gathered again from the input events, ``chunk`` steps at a time (never ``[T, B, N_out]``)."""
+    T, B, n_out = q.shape
+    key = pre.s * B + pre.b  # (step, sample) rows, as the forward gathered them
+    key, order = torch.sort(key)
+    cols = pre.j[order]
+    bounds = torch.searchsorted(key, torch.arange(0, T * B + 1, B, device=key.device))
+    out = torch.zeros(B, n_out, dtype=q.dtype, device=q.device)
+    for t0 in range(0, T, chunk):
+        t1 = min(t0 + chunk, T)
+        i0, i1 = int(bounds[t0]), int(bounds[t1])
+        if i0 == i1:
+            continue
+        offsets = torch.searchsorted(key[i0:i1], torch.arange(t0 * B, t1 * B, device=key.device))
+        cur = F.embedding_bag(cols[i0:i1], weight_t, offsets, mode="sum")  # [(t1 - t0) B, N_out]
+        out += (q[t0:t1].reshape(-1, n_out) * cur).view(t1 - t0, B, n_out).sum(0)
+    return out
+
+
+def _events_weighted_trace(p: Tensor, pre: InputEvents) -> Tensor:
+    r"""``G[j, i] = sum_{b, s} S[s, b, j] P[s, b, i]`` ``[N_in, N_out]`` for ``P = coef ⊙ Q``: one
+    gather over the input events, bagged by input."""
+    T, B, n_out = p.shape
+    n_in = pre.shape[-1]
+    j, order = torch.sort(pre.j)
+    rows = (pre.s * B + pre.b)[order]
+    offsets = torch.zeros(n_in, dtype=torch.long, device=p.device)
+    offsets[1:] = torch.bincount(j, minlength=n_in)[:-1].cumsum(0)
+    return F.embedding_bag(rows, p.reshape(T * B, n_out), offsets, mode="sum")
