@@ -25,6 +25,11 @@ def as_uint8(spikes: Tensor) -> Tensor:
     return spikes
 
 
+def index_dtype(size: int) -> torch.dtype:
+    """int32 for indices below ``size`` when it fits (half the memory of int64), else int64."""
+    return torch.int32 if size < 2**31 else torch.int64
+
+
 def synaptic_current(
     spikes: Tensor, weight_t: Tensor, *, max_density: float | None = None, return_events: bool = False
 ) -> Tensor | tuple[Tensor, Tensor | None]:

@@ -298,14 +298,15 @@ def _trace_dot_current(q: Tensor, pre: InputEvents, weight_t: Tensor, chunk: int
     key = pre.s * B + pre.b  # (step, sample) rows, as the forward gathered them
     key, order = torch.sort(key)
     cols = pre.j[order]
-    bounds = torch.searchsorted(key, torch.arange(0, T * B + 1, B, device=key.device))
+    bounds = torch.searchsorted(key, torch.arange(0, T * B + 1, B, dtype=key.dtype, device=key.device))
     out = torch.zeros(B, n_out, dtype=q.dtype, device=q.device)
     for t0 in range(0, T, chunk):
         t1 = min(t0 + chunk, T)
         i0, i1 = int(bounds[t0]), int(bounds[t1])
         if i0 == i1:
             continue
-        offsets = torch.searchsorted(key[i0:i1], torch.arange(t0 * B, t1 * B, device=key.device))
+        offsets = torch.searchsorted(key[i0:i1], torch.arange(t0 * B, t1 * B, dtype=key.dtype, device=key.device))
+        offsets = offsets.to(cols.dtype)
         cur = F.embedding_bag(cols[i0:i1], weight_t, offsets, mode="sum")  # [(t1 - t0) B, N_out]
         out += (q[t0:t1].reshape(-1, n_out) * cur).view(t1 - t0, B, n_out).sum(0)
     return out
@@ -318,6 +319,6 @@ def _events_weighted_trace(p: Tensor, pre: InputEvents) -> Tensor:
     n_in = pre.shape[-1]
     j, order = torch.sort(pre.j)
     rows = (pre.s * B + pre.b)[order]
-    offsets = torch.zeros(n_in, dtype=torch.long, device=p.device)
+    offsets = torch.zeros(n_in, dtype=rows.dtype, device=p.device)
     offsets[1:] = torch.bincount(j, minlength=n_in)[:-1].cumsum(0)
     return F.embedding_bag(rows, p.reshape(T * B, n_out), offsets, mode="sum")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hm2bp.functional._threads import single_thread
-from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8
+from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8, index_dtype
 from hm2bp.functional.psp import PSPKernel, psp_traces
 
 
@@ -72,12 +72,12 @@ class ResetEvents:
         if workspace is None:
             workspace = torch.empty(2 * rows * n, dtype=dtype, device=self.t_a.device)
         xa = workspace[: rows * n].view(rows, n).zero_()
-        xa.view(-1).index_add_(0, self.t_a * n + self.n_a, self.v_a.to(dtype))  # duplicates add up
+        xa.view(-1).index_add_(0, self.t_a.long() * n + self.n_a, self.v_a.to(dtype))  # duplicates add up
         if self.shared:
             xa = xa.view(full)
             return xa, xa
         xb = workspace[rows * n : 2 * rows * n].view(rows, n).zero_()
-        xb.view(-1).index_add_(0, self.t_b * n + self.n_b, self.v_b.to(dtype))
+        xb.view(-1).index_add_(0, self.t_b.long() * n + self.n_b, self.v_b.to(dtype))
         return xa.view(full), xb.view(full)
 
 
@@ -90,9 +90,11 @@ def reset_events(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.flo
     T = post.shape[0]
     device = post.device
     flat = as_uint8(post).reshape(T, -1)
-    t_f, n_f = flat.nonzero(as_tuple=True)  # time-major order
-    order = torch.argsort(n_f, stable=True)  # group by neuron, times stay ascending
-    t_f, n_f = t_f[order], n_f[order]
+    index = index_dtype(post.numel() + T)
+    t_f, n_f = (x.to(index) for x in flat.nonzero(as_tuple=True))  # time-major order
+    n_f, order = torch.sort(n_f, stable=True)  # group by neuron, times stay ascending
+    t_f = t_f[order]
+    del order
     prev = torch.full_like(t_f, -1)
     same = n_f[1:] == n_f[:-1]
     prev[1:] = torch.where(same, t_f[:-1], prev[1:])  # previous spike of the same neuron
@@ -248,12 +250,18 @@ class InputEvents:
 
     @classmethod
     def from_flat(cls, index: Tensor, shape: tuple[int, int, int]) -> "InputEvents":
-        """From flat row-major indices into ``[T, B, N_in]`` (any order; ``nonzero`` of the trains)."""
+        """From flat row-major indices into ``[T, B, N_in]`` (any order; ``nonzero`` of the trains).
+
+        Indices are int32 when ``T B N_in < 2^31`` (:func:`index_dtype`: half the memory)."""
         T, B, n_in = shape
-        t, rest = index // (B * n_in), index % (B * n_in)
-        key, _ = torch.sort(rest * T + t)  # (b, j, t): unique keys, no tie order to keep
-        bj = key // T
-        return cls(key % T, bj // n_in, bj % n_in, (T, B, n_in))
+        key = index.to(index_dtype(T * B * n_in), copy=True)  # modified in place below
+        t = key // (B * n_in)
+        key.sub_(t * (B * n_in)).mul_(T).add_(t)  # (b, j, t) as one key: (b N_in + j) T + t
+        del t
+        key, _ = torch.sort(key)  # unique keys: no tie order to keep
+        s = key % T
+        key.floor_divide_(T)  # b N_in + j
+        return cls(s, key // n_in, key.remainder_(n_in), (T, B, n_in))
 
     @classmethod
     def from_spikes(cls, spikes: Tensor) -> "InputEvents":
@@ -289,7 +297,7 @@ def spsp_from_trace(q: Tensor, pre: Tensor | InputEvents, *, max_density: float 
         pre = events
     n_in = pre.shape[-1]
     bag = pre.b * n_in + pre.j
-    offsets = torch.zeros(B * n_in, dtype=torch.long, device=q.device)
+    offsets = torch.zeros(B * n_in, dtype=bag.dtype, device=q.device)
     offsets[1:] = torch.bincount(bag, minlength=B * n_in)[:-1].cumsum(0)
     out = F.embedding_bag(pre.s * B + pre.b, q.reshape(T * B, n_out), offsets, mode="sum")
     return out.view(B, n_in, n_out)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from hm2bp.functional import HM2BPRule, hm2bp_backward
-from hm2bp.functional.current import as_uint8, synaptic_current
+from hm2bp.functional.current import as_uint8, index_dtype, synaptic_current
 from hm2bp.functional.grad import spike_counts
 from hm2bp.functional.lif import LIFScan
 from hm2bp.functional.spsp import InputEvents
@@ -29,8 +29,9 @@ class _HM2BPLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, counts_in, weight, bias, spikes_in, lateral, target, layer):  # noqa: D401 - autograd signature
-        out, counts, events = layer.simulate(spikes_in, weight, bias, lateral, return_events=True)
+    def forward(ctx, counts_in, weight, bias, spikes_in, lateral, target, layer, training):  # noqa: D401
+        # training: a graph is recorded (the caller knows; grad mode is off in here)
+        out, counts, events = layer.simulate(spikes_in, weight, bias, lateral, return_events=training)
         ctx.layer = layer
         ctx.has_bias = bias is not None
         pre = spikes_in if spikes_in.dtype in (torch.bool, torch.uint8) else spikes_in.to(torch.uint8)
@@ -57,7 +58,7 @@ class _HM2BPLinear(torch.autograd.Function):
             o_out=counts,
             pre_events=pre_events,
         )
-        return gin, gw, gb, None, None, None, None
+        return gin, gw, gb, None, None, None, None, None
 
 
 class _Trains(torch.autograd.Function):
@@ -191,16 +192,17 @@ class SpikingLinear(nn.Module):
         weight_t = weight.detach().t().contiguous()
         events: list[Tensor] | None = [] if return_events else None
         step = B * spikes.shape[-1]  # elements per time step of the input
+        index = index_dtype(spikes.numel())
         for t0 in range(1, T, self.block):
             t1 = min(t0 + self.block, T)
-            current, index = synaptic_current(spikes[t0 - 1 : t1 - 1], weight_t, return_events=True)  # I[t] = W s[t-1]
+            current, flat = synaptic_current(spikes[t0 - 1 : t1 - 1], weight_t, return_events=True)  # I[t] = W s[t-1]
             if events is not None:
-                events = None if index is None else events + [index + (t0 - 1) * step]
+                events = None if flat is None else events + [(flat + (t0 - 1) * step).to(index)]
             if bias is not None:
                 current += bias.detach()
             scan.run(t0, current)
         if events is not None:
-            events = torch.cat(events) if events else torch.zeros(0, dtype=torch.long, device=out.device)
+            events = torch.cat(events) if events else torch.zeros(0, dtype=index, device=out.device)
         return out, scan.counts, events
 
     def forward_counts(
@@ -220,7 +222,13 @@ class SpikingLinear(nn.Module):
             target = None
         elif counts is None:
             counts = spike_counts(spikes, self.weight.dtype)  # o_in of the backward
-        out_counts, out = _HM2BPLinear.apply(counts, self.weight, self.bias, spikes.detach(), lateral, target, self)
+        training = torch.is_grad_enabled() and (
+            self.weight.requires_grad or (counts is not None and counts.requires_grad)
+            or (self.bias is not None and self.bias.requires_grad)
+        )
+        out_counts, out = _HM2BPLinear.apply(
+            counts, self.weight, self.bias, spikes.detach(), lateral, target, self, training
+        )
         return out, out_counts
 
     def forward(
