@@ -1,11 +1,12 @@
 r"""``SpikingLinear``: a fully connected layer of LIF neurons trained with HM2-BP.
 
-Forward (spec §1.2): :math:`I[t] = W s_{in}[t-1] (+ b)`, then the LIF scan of
-:func:`hm2bp.functional.lif_simulate`. Backward (spec §3.4): the HM2-BP rule of
-:func:`hm2bp.functional.hm2bp_backward` under the count-level gradient semantics of the design
-(``dE/do`` arrives broadcast over time; ``dE/do_in`` leaves broadcast over time).
-Shapes: input ``[T, B, in_features]`` (0/1, any dtype) -> output ``[T, B, out_features]``
-(0/1 in the weight's dtype). Only 1-byte spike trains are kept for backward.
+Forward (spec §1.2): :math:`I[t] = W s_{in}[t-1] (+ b)`, gathered over the input spikes
+(``functional.current``), then the LIF scan (``functional.lif.LIFScan``), in blocks of steps.
+Backward (spec §3.4): the HM2-BP rule of :func:`hm2bp.functional.hm2bp_backward` under the
+count-level gradient semantics of the design (``dE/do`` arrives broadcast over time;
+``dE/do_in`` leaves broadcast over time). Shapes: input ``[T, B, in_features]`` (0/1, any dtype)
+-> output ``[T, B, out_features]`` (0/1 in the weight's dtype). Only the 1-byte spike trains and
+the int32 indices of the input spikes are kept for backward.
 """
 from __future__ import annotations
 
@@ -67,7 +68,6 @@ class _Trains(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spikes, counts):  # noqa: D401 - autograd signature
-        ctx.steps = spikes.shape[0]
         return as_uint8(spikes).to(counts.dtype)
 
     @staticmethod
