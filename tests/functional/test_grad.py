@@ -1,4 +1,4 @@
-"""The GEMM-reduced HM2-BP backward equals the rule written pair by pair on a materialised E."""
+"""The blocked HM2-BP backward (both paths) equals the rule written pair by pair on a materialised E."""
 from __future__ import annotations
 
 import importlib
