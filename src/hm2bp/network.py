@@ -172,13 +172,15 @@ class SpikingNetwork(nn.Module):
                 f"network {self.spec!r} expects inputs [T, B, {'x'.join(map(str, expected))}], got {tuple(x.shape)}"
             )
         out = {}
-        h, counts = x, None  # counts is not None while h holds a count-level layer's bool spikes
+        h, counts, index = x, None, None  # counts is not None while h holds a count-level layer's bool spikes
         names = self.layer_names
         for name, layer in self.layers.items():
             if isinstance(layer, SpikingLinear):
                 if counts is None:
                     h, counts = spikes_with_counts(h.reshape(T, B, -1))  # channel-major flattening (§10.1)
-                h, counts = layer(h, target if name == "output" else None, counts=counts, count_level=True)
+                    index = None
+                h, counts, index = layer(h, target if name == "output" else None, counts=counts, index=index,
+                                         count_level=True)
                 if name == names[-1]:
                     h, counts = as_trains(h, counts), None
             else:

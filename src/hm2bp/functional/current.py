@@ -30,6 +30,31 @@ def index_dtype(size: int) -> torch.dtype:
     return torch.int32 if size < 2**31 else torch.int64
 
 
+def spike_index(spikes: Tensor) -> Tensor:
+    """Flat row-major indices of the non-zero entries of ``spikes`` (one ``nonzero`` call)."""
+    return as_uint8(spikes).reshape(-1).nonzero().squeeze(1)
+
+
+def gather_current(index: Tensor, spikes: Tensor, weight_t: Tensor, *, offset: int = 0) -> Tensor:
+    """``s W^T`` of ``spikes`` ``[..., N_in]`` from its non-zero flat indices ``index`` (minus
+    ``offset``; ascending, as :func:`spike_index` gives them): ``[..., N_out]``.
+
+    One bag of weight rows per ``(..., )`` row of ``spikes``; floating-point spikes weight their
+    rows by their values, integer/bool spikes count as 1.
+    """
+    n_in, n_out = weight_t.shape
+    lead = spikes.shape[:-1]
+    n_rows = spikes[..., 0].numel()
+    index = index - offset if offset else index
+    rows, cols = index // n_in, index % n_in
+    offsets = torch.zeros(n_rows, dtype=cols.dtype, device=weight_t.device)
+    if n_rows > 1:
+        offsets[1:] = torch.bincount(rows, minlength=n_rows)[:-1].cumsum(0)
+    values = spikes.reshape(-1)[index].to(weight_t.dtype) if spikes.is_floating_point() else None
+    out = F.embedding_bag(cols, weight_t, offsets, mode="sum", per_sample_weights=values)
+    return out.view(*lead, n_out)
+
+
 def synaptic_current(
     spikes: Tensor, weight_t: Tensor, *, max_density: float | None = None, return_events: bool = False
 ) -> Tensor | tuple[Tensor, Tensor | None]:
@@ -41,17 +66,9 @@ def synaptic_current(
     ``None`` when the dense GEMM was used.
     """
     max_density = MAX_SPARSE_DENSITY if max_density is None else max_density
-    n_in, n_out = weight_t.shape
-    lead = spikes.shape[:-1]
-    flat = as_uint8(spikes).reshape(-1, n_in)
-    index = flat.view(-1).nonzero().squeeze(1)
-    if index.numel() > max_density * flat.numel():
-        out = (flat.to(weight_t.dtype) @ weight_t).view(*lead, n_out)
+    index = spike_index(spikes)
+    if index.numel() > max_density * spikes.numel():
+        out = as_uint8(spikes).to(weight_t.dtype) @ weight_t
         return (out, None) if return_events else out
-    rows, cols = index // n_in, index % n_in
-    offsets = torch.zeros(flat.shape[0], dtype=torch.long, device=flat.device)
-    if flat.shape[0] > 1:
-        offsets[1:] = torch.bincount(rows, minlength=flat.shape[0])[:-1].cumsum(0)
-    values = flat.view(-1)[index].to(weight_t.dtype) if flat.is_floating_point() else None
-    out = F.embedding_bag(cols, weight_t, offsets, mode="sum", per_sample_weights=values).view(*lead, n_out)
+    out = gather_current(index, spikes, weight_t)
     return (out, index) if return_events else out

@@ -39,6 +39,7 @@ from hm2bp.functional.spsp import InputEvents, adjoint_trace, materialise, reset
 # about this many spikes per input train (784-800-10, p = 0.03: T = 50 two times faster, T = 400
 # 15 % slower; docs/benchmarks.md).
 TRACE_MAX_SPIKES_PER_INPUT = 8.0
+CHUNK = 64  # inputs per chunk of the element-wise reductions over an S-PSP block (kept in cache)
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ def hm2bp_backward(
     o_in: Tensor | None = None,
     o_out: Tensor | None = None,
     pre_events: InputEvents | None = None,
+    post_index: Tensor | None = None,
     path: str = "auto",
     group: int | None = None,
     memory_budget: int = 64 * 2**20,
@@ -169,6 +171,7 @@ def hm2bp_backward(
             (the forward pass does); computed from the trains otherwise.
         pre_events: ``pre`` as :class:`~hm2bp.functional.spsp.InputEvents` when the caller has
             them (the event-driven forward does); found from ``pre`` otherwise.
+        post_index: ascending flat indices of ``post``'s spikes when the caller has them.
         path: ``"spsp"`` forms the per-sample S-PSP matrices of a block and reduces them;
             ``"trace"`` (only without ``need_input_grad``, sparse inputs) contracts the adjoint
             trace with the input events twice (the side-effect T-PSP against the re-gathered
@@ -201,6 +204,8 @@ def hm2bp_backward(
         injected = post
     # inject_target returns its input when no target was silent: the counts are unchanged then
     o_out = counts_raw if injected is post else spike_counts(injected, dtype)
+    if injected is not post:
+        post_index = None  # the injected trains have other spikes
     post = injected
     delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
     active_out = o_out > 0
@@ -229,13 +234,18 @@ def hm2bp_backward(
     )
     item = weight.element_size()
     if group is None:
-        per_sample = 3 * T * n_out if by_trace else 3 * T * n_out + 2 * weight.numel()
+        per_sample = 3 * T * n_out  # the two scans' workspace (+ the trace path's current chunks)
+        if not by_trace:  # e_b, and w_ij e_{i|j} when the error to the inputs needs it
+            per_sample += (2 if need_input_grad and rule.effect_ratio else 1) * weight.numel()
         group = max(1, min(B, memory_budget // (per_sample * item)))
-    events = reset_events(post, rule.kernel, dtype)  # once for the batch, sliced per block
+    events = reset_events(post, rule.kernel, dtype, index=post_index)  # once for the batch, sliced per block
     # buffers reused by every block (fresh multi-MB tensors per block cost page faults)
     workspace = torch.empty(2 * (T + rule.kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
     n_ff = n_in * n_out
-    w_buf = None if by_trace else torch.empty(group * n_ff, dtype=dtype, device=weight.device)
+    w_buf = None  # w_ij e_{i|j} of a block, when the error to the inputs needs it whole
+    if not by_trace and need_input_grad and rule.effect_ratio:
+        w_buf = torch.empty(group * n_ff, dtype=dtype, device=weight.device)
+    chunk_buf = None if by_trace else torch.empty(group * min(n_in, CHUNK) * n_out, dtype=dtype, device=weight.device)
     weight_rows = weight_t.contiguous() if by_trace else None  # gathered by row: must be contiguous
     for b0 in range(0, B, group):
         rows = slice(b0, min(b0 + group, B))
@@ -258,15 +268,15 @@ def hm2bp_backward(
         else:
             e_t = spsp_from_trace(q, block_pre)  # [g, N_in, N_out]: e_t[b, j, i] = e_{b, i|j}
             weighted = None  # w_ij e_{i|j}, shared by the side effect and the error to the inputs
-            if rule.side_effect or (need_input_grad and rule.effect_ratio):
+            if need_input_grad and rule.effect_ratio:
                 weighted = torch.mul(e_t, weight_t, out=w_buf[: g * n_ff].view(e_t.shape))  # [g, N_in, N_out]
             if rule.side_effect:
-                a_ff = weighted.sum(1)  # [g, N_out]: T-PSP of the feed-forward synapses (H6)
+                # [g, N_out]: T-PSP of the feed-forward synapses (H6)
+                a_ff = weighted.sum(1) if weighted is not None else _weighted_rows(e_t, weight_t, chunk_buf)
                 if bias is not None:
                     a_ff = a_ff + bias * e_bias
                 coef = coef * (1.0 + _sigma(a_ff, o_out[rows], silent_sigma, rule))
-            for k in range(coef.shape[0]):  # sum_b coef[b, i] e_t[b, j, i] (element-wise: einsum would copy e)
-                grad_wt.addcmul_(e_t[k], coef[k])
+            _add_sample_weighted(grad_wt, e_t, coef, chunk_buf)  # sum_b coef[b, i] e_t[b, j, i]
         del q
         silent_coef = coef * (~active_out[rows]).to(dtype)  # silent posts: e = silent_spsp per active pre
         grad_wt += rule.silent_spsp * (o_in[rows] > 0).to(dtype).t() @ silent_coef
@@ -322,3 +332,27 @@ def _events_weighted_trace(p: Tensor, pre: InputEvents) -> Tensor:
     offsets = torch.zeros(n_in, dtype=rows.dtype, device=p.device)
     offsets[1:] = torch.bincount(j, minlength=n_in)[:-1].cumsum(0)
     return F.embedding_bag(rows, p.reshape(T * B, n_out), offsets, mode="sum")
+
+
+def _weighted_rows(e_t: Tensor, weight_t: Tensor, buf: Tensor, chunk: int = CHUNK) -> Tensor:
+    """``sum_j e_t[b, j, i] w_t[j, i]`` ``[B, N_out]``, ``chunk`` inputs at a time so the product
+    stays in cache instead of a ``[B, N_in, N_out]`` temporary going through memory."""
+    B, n_in, n_out = e_t.shape
+    out = torch.zeros(B, n_out, dtype=e_t.dtype, device=e_t.device)
+    for j0 in range(0, n_in, chunk):
+        j1 = min(j0 + chunk, n_in)
+        part = torch.mul(e_t[:, j0:j1], weight_t[j0:j1], out=buf[: B * (j1 - j0) * n_out].view(B, j1 - j0, n_out))
+        out += part.sum(1)
+    return out
+
+
+def _add_sample_weighted(acc: Tensor, e_t: Tensor, coef: Tensor, buf: Tensor, chunk: int = CHUNK) -> None:
+    """``acc[j, i] += sum_b coef[b, i] e_t[b, j, i]``, ``chunk`` inputs at a time: ``e`` is read
+    once and ``acc`` written once per block (an einsum would copy ``e``; a loop over samples
+    would rewrite ``acc`` once per sample)."""
+    B, n_in, n_out = e_t.shape
+    scale = coef.unsqueeze(1)  # [B, 1, N_out]
+    for j0 in range(0, n_in, chunk):
+        j1 = min(j0 + chunk, n_in)
+        part = torch.mul(e_t[:, j0:j1], scale, out=buf[: B * (j1 - j0) * n_out].view(B, j1 - j0, n_out))
+        acc[j0:j1] += part.sum(0)

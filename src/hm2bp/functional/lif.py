@@ -91,22 +91,23 @@ class LIFScan:
         rows = self._rows[: H + L]
         rows[:H] = self.history
         u, ep, recent = self.v, self.ep, self.recent
+        inputs, spike_rows = current.unbind(0), rows.unbind(0)  # per-step views made once
         with single_thread(u.device):
             for k in range(L):
-                torch.add(current[k], ep, alpha=self.leak_s, out=ep)
+                torch.add(inputs[k], ep, alpha=self.leak_s, out=ep)
                 if self.lat_t is not None:
-                    ep.add_(rows[H + k - 1] @ self.lat_t)  # the layer's own spikes at t - 1
+                    ep.add_(spike_rows[H + k - 1] @ self.lat_t)  # the layer's own spikes at t - 1
                 torch.add(ep, u, alpha=self.leak_m, out=u)
-                s = rows[H + k]
+                s = spike_rows[H + k]
                 if R > 0:
                     u.addcmul_(u, recent, value=-1.0)  # clamp: u (1 - w_t)
                     torch.gt(u, self.theta, out=s)
                     if R == 1:
                         recent.copy_(s)
                     elif R == 2:
-                        torch.add(s, rows[H + k - 1], out=recent)
+                        torch.add(s, spike_rows[H + k - 1], out=recent)
                     else:
-                        recent.add_(s).sub_(rows[H + k - R])
+                        recent.add_(s).sub_(spike_rows[H + k - R])
                 else:
                     torch.gt(u, self.theta, out=s)
                     u.addcmul_(u, s, value=-1.0)  # reset on a spike

@@ -81,17 +81,22 @@ class ResetEvents:
         return xa.view(full), xb.view(full)
 
 
-def reset_events(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> ResetEvents:
+def reset_events(
+    post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32, *, index: Tensor | None = None
+) -> ResetEvents:
     """The coefficients of :func:`reset_coefficients` as event lists (at most three per spike).
 
     ``post`` must respect refractoriness (inter-spike interval > ``kernel.refractory``), as
-    every simulated train does.
+    every simulated train does. ``index``: the flat row-major indices of ``post``'s spikes when
+    the caller has them (the forward lists them), in ascending order.
     """
     T = post.shape[0]
     device = post.device
-    flat = as_uint8(post).reshape(T, -1)
-    index = index_dtype(post.numel() + T)
-    t_f, n_f = (x.to(index) for x in flat.nonzero(as_tuple=True))  # time-major order
+    n = post[0].numel()
+    itype = index_dtype(post.numel() + T)
+    if index is None:
+        index = as_uint8(post).reshape(-1).nonzero().squeeze(1)
+    t_f, n_f = (index // n).to(itype), (index % n).to(itype)  # time-major order
     n_f, order = torch.sort(n_f, stable=True)  # group by neuron, times stay ascending
     t_f = t_f[order]
     del order
@@ -222,9 +227,10 @@ def adjoint_trace(
         # both traces in one strided view [2, rows, n]: one fused kernel per step
         both = ga.as_strided((2, rows, n), (rows * n, n, 1))
         decay = torch.tensor([kernel.decay_m, kernel.decay_s], dtype=dtype, device=post.device).view(2, 1)
+        steps = both.unbind(1)  # per-step views made once (Python indexing per step costs µs)
         with single_thread(post.device):
             for t in range(T - 2, -1, -1):
-                torch.addcmul(both[:, t], both[:, t + 1], decay, out=both[:, t])
+                torch.addcmul(steps[t], steps[t + 1], decay, out=steps[t])
     else:
         a, b = kernel.decay_m, kernel.decay_s
         with single_thread(post.device):

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from hm2bp.functional import HM2BPRule, hm2bp_backward
-from hm2bp.functional.current import as_uint8, index_dtype, synaptic_current
+from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8, gather_current, index_dtype, spike_index
 from hm2bp.functional.grad import spike_counts
 from hm2bp.functional.lif import LIFScan
 from hm2bp.functional.spsp import InputEvents
@@ -30,19 +30,21 @@ class _HM2BPLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, counts_in, weight, bias, spikes_in, lateral, target, layer, training):  # noqa: D401
+    def forward(ctx, counts_in, weight, bias, spikes_in, lateral, target, layer, training, in_index):  # noqa: D401
         # training: a graph is recorded (the caller knows; grad mode is off in here)
-        out, counts, events = layer.simulate(spikes_in, weight, bias, lateral, return_events=training)
+        out, counts, events, out_index = layer.simulate(
+            spikes_in, weight, bias, lateral, return_events=training, input_index=in_index
+        )
         ctx.layer = layer
         ctx.has_bias = bias is not None
         pre = spikes_in if spikes_in.dtype in (torch.bool, torch.uint8) else spikes_in.to(torch.uint8)
-        ctx.save_for_backward(pre, out, weight, bias, target, counts_in, counts, events)
-        ctx.mark_non_differentiable(out)
-        return counts, out
+        ctx.save_for_backward(pre, out, weight, bias, target, counts_in, counts, events, out_index)
+        ctx.mark_non_differentiable(out, out_index)
+        return counts, out, out_index
 
     @staticmethod
-    def backward(ctx, grad_counts, _grad_spikes):
-        pre, post, weight, bias, target, counts_in, counts, events = ctx.saved_tensors
+    def backward(ctx, grad_counts, _grad_spikes, _grad_index):
+        pre, post, weight, bias, target, counts_in, counts, events, out_index = ctx.saved_tensors
         pre_events = None
         if events is not None:
             pre_events = InputEvents.from_flat(events, tuple(pre.shape))
@@ -58,8 +60,9 @@ class _HM2BPLinear(torch.autograd.Function):
             o_in=counts_in,
             o_out=counts,
             pre_events=pre_events,
+            post_index=out_index,
         )
-        return gin, gw, gb, None, None, None, None, None
+        return gin, gw, gb, None, None, None, None, None, None
 
 
 class _Trains(torch.autograd.Function):
@@ -174,43 +177,71 @@ class SpikingLinear(nn.Module):
         self.lateral = matrix
 
     def simulate(
-        self, spikes: Tensor, weight: Tensor, bias: Tensor | None, lateral: Tensor | None, *, return_events: bool = False
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        self,
+        spikes: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        lateral: Tensor | None,
+        *,
+        return_events: bool = False,
+        input_index: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """The forward simulation: ``[T, B, in]`` 0/1 spikes -> ``(spikes [T, B, out] bool,
-        counts [B, out], events)``.
+        counts [B, out], events, out_index)``.
 
         Runs in blocks of ``self.block`` steps: the block's current ``I[t] = W s[t-1] (+ b)``
         (event-driven, ``functional.current``) feeds the LIF scan, so no ``[T, B, out]`` float
-        tensor is ever formed. With ``return_events``, ``events`` holds the flat indices of the
-        input spikes that were gathered (every step but the last, whose spikes reach no current),
-        or ``None`` if a block was dense; the backward reuses them.
+        tensor is ever formed. The input spikes are listed once (``nonzero``) and each block's
+        events are a slice of that list; above ``MAX_SPARSE_DENSITY`` the dense GEMM is used. With
+        ``return_events``, ``events`` holds the flat indices of the input spikes that were
+        gathered (every step but the last, whose spikes reach no current), or ``None`` on the
+        dense path; the backward reuses them. ``input_index`` is the ascending flat index list of
+        all input spikes when the previous layer has it; ``out_index`` is that list for the output
+        spikes (for the next layer and this layer's backward).
         """
         T, B = spikes.shape[:2]
         out = torch.zeros(T, B, weight.shape[0], dtype=torch.bool, device=weight.device)
         scan = LIFScan(out, self.threshold, tau_m=self.tau_m, tau_s=self.tau_s, refractory=self.refractory,
                        lateral=lateral, threshold_eps=self.threshold_eps, dtype=weight.dtype)
         weight_t = weight.detach().t().contiguous()
-        events: list[Tensor] | None = [] if return_events else None
         step = B * spikes.shape[-1]  # elements per time step of the input
-        index = index_dtype(spikes.numel())
-        for t0 in range(1, T, self.block):
+        # the input spikes of steps 0 .. T-2 reach a current; one nonzero for all of them
+        if T <= 1:
+            index = None
+        elif input_index is not None:  # the prefix of the list that falls in steps 0 .. T-2
+            cut = torch.searchsorted(input_index, torch.tensor([(T - 1) * step], dtype=input_index.dtype,
+                                                                device=input_index.device))
+            index = input_index[: int(cut)]
+        else:
+            index = spike_index(spikes[: T - 1])
+        sparse = index is not None and index.numel() <= MAX_SPARSE_DENSITY * (T - 1) * step
+        if sparse:
+            starts = torch.arange(0, T, self.block, device=index.device) * step
+            bounds = torch.searchsorted(index, starts).tolist() + [index.numel()]
+        for k, t0 in enumerate(range(1, T, self.block)):
             t1 = min(t0 + self.block, T)
-            current, flat = synaptic_current(spikes[t0 - 1 : t1 - 1], weight_t, return_events=True)  # I[t] = W s[t-1]
-            if events is not None:
-                events = None if flat is None else events + [(flat + (t0 - 1) * step).to(index)]
+            block = spikes[t0 - 1 : t1 - 1]
+            if sparse:  # I[t] = W s[t-1], gathered
+                current = gather_current(index[bounds[k] : bounds[k + 1]], block, weight_t, offset=(t0 - 1) * step)
+            else:
+                current = as_uint8(block).to(weight.dtype) @ weight_t
             if bias is not None:
                 current += bias.detach()
             scan.run(t0, current)
-        if events is not None:
-            events = torch.cat(events) if events else torch.zeros(0, dtype=index, device=out.device)
-        return out, scan.counts, events
+        events = None
+        if return_events and sparse:
+            events = index.to(index_dtype(spikes.numel()))
+        out_index = spike_index(out).to(index_dtype(out.numel()))
+        return out, scan.counts, events, out_index
 
     def forward_counts(
-        self, spikes: Tensor, counts: Tensor | None = None, target: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, spikes: Tensor, counts: Tensor | None = None, target: Tensor | None = None, index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Count-level forward: ``spikes`` ``[T, B, in]`` (0/1, any dtype) and their counts
         ``[B, in]`` (differentiable, or ``None`` for data) -> ``(bool spikes [T, B, out],
-        counts [B, out])``. The gradient flows through the counts only."""
+        counts [B, out], index)``. The gradient flows through the counts only. ``index`` (in
+        and out): ascending flat indices of the spikes, handed from layer to layer so each
+        train is listed once."""
         if spikes.dim() != 3 or spikes.shape[-1] != self.in_features:
             raise ValueError(
                 f"SpikingLinear expects spikes [T, B, {self.in_features}], got {tuple(spikes.shape)}"
@@ -226,24 +257,31 @@ class SpikingLinear(nn.Module):
             self.weight.requires_grad or (counts is not None and counts.requires_grad)
             or (self.bias is not None and self.bias.requires_grad)
         )
-        out_counts, out = _HM2BPLinear.apply(
-            counts, self.weight, self.bias, spikes.detach(), lateral, target, self, training
+        out_counts, out, out_index = _HM2BPLinear.apply(
+            counts, self.weight, self.bias, spikes.detach(), lateral, target, self, training, index
         )
-        return out, out_counts
+        return out, out_counts, out_index
 
     def forward(
-        self, x: Tensor, target: Tensor | None = None, *, counts: Tensor | None = None, count_level: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
+        self,
+        x: Tensor,
+        target: Tensor | None = None,
+        *,
+        counts: Tensor | None = None,
+        index: Tensor | None = None,
+        count_level: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """``x`` ``[T, B, in]`` spikes -> ``[T, B, out]`` spikes in the weight's dtype;
         ``target`` ``[B]`` for injection/γ.
 
         With ``count_level=True`` this is :meth:`forward_counts` (``x`` 0/1 of any dtype, its
-        ``counts``) returning ``(bool spikes, counts)``; networks chain layers that way.
+        ``counts`` and spike ``index``) returning ``(bool spikes, counts, index)``; networks chain
+        layers that way.
         """
         if count_level:
-            return self.forward_counts(x, counts, target)
+            return self.forward_counts(x, counts, target, index)
         spikes, in_counts = spikes_with_counts(x)
-        out, out_counts = self.forward_counts(spikes, in_counts, target)
+        out, out_counts, _ = self.forward_counts(spikes, in_counts, target)
         return as_trains(out, out_counts)
 
     def extra_repr(self) -> str:
