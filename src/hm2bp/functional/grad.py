@@ -209,7 +209,7 @@ def hm2bp_backward(
     post = injected
     delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
     active_out = o_out > 0
-    weight_t = weight.t()  # [N_in, N_out]
+    weight_t = weight.t().contiguous()  # [N_in, N_out]; gathered by row and read in row chunks
     if rule.side_effect:
         silent_sigma = rule.silent_side_ratio * weight.sum(1) / rule.threshold  # [N_out]
         if bias is not None:
@@ -246,7 +246,6 @@ def hm2bp_backward(
     if not by_trace and need_input_grad and rule.effect_ratio:
         w_buf = torch.empty(group * n_ff, dtype=dtype, device=weight.device)
     chunk_buf = None if by_trace else torch.empty(group * min(n_in, CHUNK) * n_out, dtype=dtype, device=weight.device)
-    weight_rows = weight_t.contiguous() if by_trace else None  # gathered by row: must be contiguous
     for b0 in range(0, B, group):
         rows = slice(b0, min(b0 + group, B))
         g = rows.stop - rows.start
@@ -259,7 +258,7 @@ def hm2bp_backward(
             coef = coef * gamma[rows]
         if by_trace:
             if rule.side_effect:
-                a_ff = _trace_dot_current(q, block_pre, weight_rows)  # sum_s Q[s] (W s[s]): T-PSP (H6)
+                a_ff = _trace_dot_current(q, block_pre, weight_t)  # sum_s Q[s] (W s[s]): T-PSP (H6)
                 if bias is not None:
                     a_ff = a_ff + bias * e_bias
                 coef = coef * (1.0 + _sigma(a_ff, o_out[rows], silent_sigma, rule))
@@ -335,15 +334,15 @@ def _events_weighted_trace(p: Tensor, pre: InputEvents) -> Tensor:
 
 
 def _weighted_rows(e_t: Tensor, weight_t: Tensor, buf: Tensor, chunk: int = CHUNK) -> Tensor:
-    """``sum_j e_t[b, j, i] w_t[j, i]`` ``[B, N_out]``, ``chunk`` inputs at a time so the product
-    stays in cache instead of a ``[B, N_in, N_out]`` temporary going through memory."""
+    """``sum_j e_t[b, j, i] w_t[j, i]`` ``[B, N_out]``: products of ``chunk`` inputs at a time are
+    accumulated in a cache-sized buffer, then summed once (no ``[B, N_in, N_out]`` temporary)."""
     B, n_in, n_out = e_t.shape
-    out = torch.zeros(B, n_out, dtype=e_t.dtype, device=e_t.device)
+    width = min(chunk, n_in)
+    acc = buf[: B * width * n_out].view(B, width, n_out).zero_()
     for j0 in range(0, n_in, chunk):
         j1 = min(j0 + chunk, n_in)
-        part = torch.mul(e_t[:, j0:j1], weight_t[j0:j1], out=buf[: B * (j1 - j0) * n_out].view(B, j1 - j0, n_out))
-        out += part.sum(1)
-    return out
+        acc[:, : j1 - j0].addcmul_(e_t[:, j0:j1], weight_t[j0:j1])
+    return acc.sum(1)
 
 
 def _add_sample_weighted(acc: Tensor, e_t: Tensor, coef: Tensor, buf: Tensor, chunk: int = CHUNK) -> None:

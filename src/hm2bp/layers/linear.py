@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from hm2bp.functional import HM2BPRule, hm2bp_backward
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8, gather_current, index_dtype, spike_index
-from hm2bp.functional.grad import spike_counts
 from hm2bp.functional.lif import LIFScan
 from hm2bp.functional.spsp import InputEvents
 from hm2bp.layers.neurons import set_neuron_constants
@@ -48,6 +47,10 @@ class _HM2BPLinear(torch.autograd.Function):
         pre_events = None
         if events is not None:
             pre_events = InputEvents.from_flat(events, tuple(pre.shape))
+            if counts_in is None:  # data input: its counts from the gathered events + the last step
+                per_sample = pre[0].numel()
+                counts_in = torch.bincount((events % per_sample).long(), minlength=per_sample).view(pre.shape[1:])
+                counts_in = counts_in.to(weight.dtype) + as_uint8(pre[-1]).to(weight.dtype)
         gw, gin, gb = hm2bp_backward(
             pre,
             post,
@@ -251,8 +254,6 @@ class SpikingLinear(nn.Module):
             lateral = self.lateral.to(device=self.weight.device, dtype=self.weight.dtype)
         if not torch.is_grad_enabled():
             target = None
-        elif counts is None:
-            counts = spike_counts(spikes, self.weight.dtype)  # o_in of the backward
         training = torch.is_grad_enabled() and (
             self.weight.requires_grad or (counts is not None and counts.requires_grad)
             or (self.bias is not None and self.bias.requires_grad)
