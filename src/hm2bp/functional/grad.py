@@ -35,9 +35,9 @@ from hm2bp.functional.psp import PSPKernel
 from hm2bp.functional.spsp import InputEvents, adjoint_trace, materialise, reset_events, spsp_from_trace
 
 # Without an input error, the trace path costs ~2 nnz(S) N_out gathered additions, the S-PSP-matrix
-# path ~nnz(S) N_out plus four passes over B N_in N_out; the trace path is measured faster below
-# about this many spikes per input train (784-800-10, p = 0.03: T = 50 two times faster, T = 400
-# 15 % slower; docs/benchmarks.md).
+# path ~nnz(S) N_out plus passes over B N_in N_out that do not shrink with T; the trace path is
+# measured faster below about this many spikes per input train (784-800-10 at p = 0.03: 2.5x
+# faster at T = 50, 4 % slower at T = 400; docs/benchmarks.md, "Choosing the backward path").
 TRACE_MAX_SPIKES_PER_INPUT = 8.0
 CHUNK = 64  # inputs per chunk of the element-wise reductions over an S-PSP block (kept in cache)
 
