@@ -169,13 +169,14 @@ def main() -> None:
     ap.add_argument("--cnn-repeats", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=900.0, help="per subprocess, seconds")
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (every configuration runs there)")
     args = ap.parse_args()
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     rules = [r for r in args.rules if r != "snntorch" or importlib.util.find_spec("snntorch") is not None]
     if len(rules) < len(args.rules):
         print("snntorch not importable: skipping it (pip install -e .[bench])", flush=True)
-    meta = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+    meta = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(), "device": args.device,
             "start": time.strftime("%Y-%m-%d %H:%M:%S"), "load_start": os.getloadavg()}
     try:
         import torch
@@ -184,7 +185,8 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         pass
     records: list[dict] = []
-    common = ["--batch", str(args.batch), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+    common = ["--batch", str(args.batch), "--repeats", str(args.repeats), "--threads", str(args.threads),
+              "--device", args.device]
     for T in args.T:  # rules interleaved per T, so load drift hits all of them alike
         for r in rules:
             cmd = [sys.executable, str(HERE / "bench_mlp.py"), *RULES[r], "--T", str(T), *common]
@@ -200,7 +202,7 @@ def main() -> None:
     if not args.no_cnn:
         for mode in ("forward", "train"):
             cmd = [sys.executable, str(HERE / "bench_cnn.py"), "--mode", mode, "--batch", "16", "--T", "400",
-                   "--repeats", str(args.cnn_repeats), "--threads", str(args.threads)]
+                   "--repeats", str(args.cnn_repeats), "--threads", str(args.threads), "--device", args.device]
             rec = _run(cmd, args.timeout)
             rec.update(suite="cnn", label=f"cnn-{mode}", T=400)
             records.append(rec)
