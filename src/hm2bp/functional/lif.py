@@ -96,7 +96,7 @@ class LIFScan:
             for k in range(L):
                 torch.add(inputs[k], ep, alpha=self.leak_s, out=ep)
                 if self.lat_t is not None:
-                    ep.add_(spike_rows[H + k - 1] @ self.lat_t)  # the layer's own spikes at t - 1
+                    ep.addmm_(spike_rows[H + k - 1], self.lat_t)  # the layer's own spikes at t - 1
                 torch.add(ep, u, alpha=self.leak_m, out=u)
                 s = spike_rows[H + k]
                 if R > 0:
