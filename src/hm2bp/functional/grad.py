@@ -208,7 +208,7 @@ def hm2bp_backward(
         post_index = None  # the injected trains have other spikes
     post = injected
     delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
-    active_out = o_out > 0
+    silent_out = (o_out == 0).to(dtype)  # 1 where a post neuron fired no spike
     weight_t = weight.t().contiguous()  # [N_in, N_out]; gathered by row and read in row chunks
     if rule.side_effect:
         silent_sigma = rule.silent_side_ratio * weight.sum(1) / rule.threshold  # [N_out]
@@ -217,9 +217,12 @@ def hm2bp_backward(
     grad_wt = torch.zeros_like(weight_t)  # [N_in, N_out]
     grad_b = torch.zeros_like(bias) if bias is not None else None
     grad_in = torch.empty(B, n_in, dtype=dtype, device=weight.device) if need_input_grad else None
-    if pre_events is None:
-        pre_events = InputEvents.from_spikes(pre)
-    sparse_pre = pre_events.density() <= MAX_SPARSE_DENSITY
+    if pre_events is None:  # count first: a dense input needs no event list
+        density = int(torch.count_nonzero(as_uint8(pre))) / max(1, pre.numel())
+        pre_events = InputEvents.from_spikes(pre) if density <= MAX_SPARSE_DENSITY else None
+    else:
+        density = pre_events.density()
+    sparse_pre = pre_events is not None
     n_out = post[0, 0].numel()
     # Without an error to the inputs, the rule needs only a_ff and the coefficient-weighted sum of
     # e over samples: both contract Q with the input events directly ("trace" path), with no
@@ -230,7 +233,7 @@ def hm2bp_backward(
     if path == "trace" and not can_trace:
         raise ValueError("path='trace' needs need_input_grad=False and sparse input spikes")
     by_trace = path == "trace" or (
-        path == "auto" and can_trace and pre_events.density() * T < TRACE_MAX_SPIKES_PER_INPUT
+        path == "auto" and can_trace and density * T < TRACE_MAX_SPIKES_PER_INPUT
     )
     item = weight.element_size()
     if group is None:
@@ -263,7 +266,6 @@ def hm2bp_backward(
                     a_ff = a_ff + bias * e_bias
                 coef = coef * (1.0 + _sigma(a_ff, o_out[rows], silent_sigma, rule))
             grad_wt += _events_weighted_trace(q.mul_(coef), block_pre)  # sum_b coef[b, i] e_{b, i|j}
-            e_t = weighted = None
         else:
             e_t = spsp_from_trace(q, block_pre)  # [g, N_in, N_out]: e_t[b, j, i] = e_{b, i|j}
             weighted = None  # w_ij e_{i|j}, shared by the side effect and the error to the inputs
@@ -276,8 +278,9 @@ def hm2bp_backward(
                     a_ff = a_ff + bias * e_bias
                 coef = coef * (1.0 + _sigma(a_ff, o_out[rows], silent_sigma, rule))
             _add_sample_weighted(grad_wt, e_t, coef, chunk_buf)  # sum_b coef[b, i] e_t[b, j, i]
+            del e_t
         del q
-        silent_coef = coef * (~active_out[rows]).to(dtype)  # silent posts: e = silent_spsp per active pre
+        silent_coef = coef * silent_out[rows]  # silent posts: e = silent_spsp per active pre
         grad_wt += rule.silent_spsp * (o_in[rows] > 0).to(dtype).t() @ silent_coef
         if grad_b is not None:
             grad_b += (e_bias * coef).sum(0) + rule.silent_spsp * silent_coef.sum(0)
@@ -286,11 +289,11 @@ def hm2bp_backward(
             if rule.effect_ratio:
                 h = torch.bmm(weighted, d.unsqueeze(-1)).squeeze(-1)  # sum_i delta_i w_ij e_{i|j}
                 o_j = o_in[rows]
-                from_silent = (d * (~active_out[rows]).to(dtype)) @ weight  # rho = 1 where o_i = 0
+                from_silent = (d * silent_out[rows]) @ weight  # rho = 1 where o_i = 0
                 grad_in[rows] = torch.where(o_j > 0, h / o_j.clamp(min=1) + from_silent, d @ weight)
+                del weighted
             else:
                 grad_in[rows] = d @ weight
-        del e_t, weighted
     grad_w = grad_wt.t() + B * regulariser_grad(weight, rule)
     return grad_w, grad_in, grad_b
 

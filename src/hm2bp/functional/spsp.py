@@ -141,10 +141,7 @@ def reset_coefficients(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = tor
     Without a window ``X_a == X_b == S - R`` (the same tensor). ``post`` must respect
     refractoriness (inter-spike interval > ``kernel.refractory``), as every simulated train does.
     """
-    xa, xb = reset_events(post, kernel, dtype).dense(tuple(post.shape), dtype)
-    if kernel.window is not None and xb is xa:
-        xb = xa.clone()
-    return xa, xb
+    return reset_events(post, kernel, dtype).dense(tuple(post.shape), dtype)
 
 
 def spsp_factors(pre: Tensor, post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> list[tuple[Tensor, Tensor]]:
@@ -218,25 +215,21 @@ def adjoint_trace(
         events = reset_events(post, kernel, dtype)
     shift = kernel.shift
     # Delta zero rows after T: once the scans are done, q[s] = (G_a - G_b)[s + Delta] is a view
+    rows, n = T + shift, post[0].numel()
+    if workspace is None:
+        workspace = torch.empty(2 * rows * n, dtype=dtype, device=post.device)
     ga, gb = events.dense(tuple(post.shape), dtype, pad=shift, workspace=workspace)
-    rows, n = ga.shape[0], ga[0].numel()
-    if gb is ga:
-        gb = (workspace[rows * n : 2 * rows * n].view(ga.shape) if workspace is not None else torch.empty_like(ga))
+    if gb is ga:  # one raster for both traces: the b-trace starts as a copy in the second half
+        gb = workspace[rows * n : 2 * rows * n].view(ga.shape)
         gb.copy_(ga)
-    if gb.data_ptr() == ga.data_ptr() + rows * n * ga.element_size():
-        # both traces in one strided view [2, rows, n]: one fused kernel per step
-        both = ga.as_strided((2, rows, n), (rows * n, n, 1))
-        decay = torch.tensor([kernel.decay_m, kernel.decay_s], dtype=dtype, device=post.device).view(2, 1)
-        steps = both.unbind(1)  # per-step views made once (Python indexing per step costs µs)
-        with single_thread(post.device):
-            for t in range(T - 2, -1, -1):
-                torch.addcmul(steps[t], steps[t + 1], decay, out=steps[t])
-    else:
-        a, b = kernel.decay_m, kernel.decay_s
-        with single_thread(post.device):
-            for t in range(T - 2, -1, -1):
-                torch.add(ga[t], ga[t + 1], alpha=a, out=ga[t])
-                torch.add(gb[t], gb[t + 1], alpha=b, out=gb[t])
+    # both traces in one strided view [2, rows, n] (the two halves of the workspace): one fused
+    # kernel per step
+    both = workspace[: 2 * rows * n].view(2, rows, n)
+    decay = torch.tensor([kernel.decay_m, kernel.decay_s], dtype=dtype, device=post.device).view(2, 1)
+    steps = both.unbind(1)  # per-step views made once (Python indexing per step costs µs)
+    with single_thread(post.device):
+        for t in range(T - 2, -1, -1):
+            torch.addcmul(steps[t], steps[t + 1], decay, out=steps[t])
     q = ga.sub_(gb)[shift:]
     del gb
     q.mul_(kernel.scale)
@@ -297,10 +290,9 @@ def spsp_from_trace(q: Tensor, pre: Tensor | InputEvents, *, max_density: float 
     if not isinstance(pre, InputEvents):
         max_density = MAX_SPARSE_DENSITY if max_density is None else max_density
         spikes = as_uint8(pre)
-        events = InputEvents.from_spikes(spikes)
-        if events.density() > max_density:
+        if int(torch.count_nonzero(spikes)) > max_density * spikes.numel():
             return torch.bmm(spikes.permute(1, 2, 0).to(q.dtype), q.transpose(0, 1))
-        pre = events
+        pre = InputEvents.from_spikes(spikes)
     n_in = pre.shape[-1]
     bag = pre.b * n_in + pre.j
     offsets = torch.zeros(B * n_in, dtype=bag.dtype, device=q.device)
