@@ -79,6 +79,25 @@ def bernoulli_rate(
     return spikes.view(time_steps, B, *shape)
 
 
+def compact_nonzero(images: Tensor) -> Tensor:
+    r"""The official MNIST MLP reader's input layout: each image's nonzero pixels, packed.
+
+    ``images`` ``[B, *shape]`` -> the same shape, where sample ``b``'s nonzero pixels keep their
+    raster order but occupy the first positions ``0 .. K_b - 1`` and the rest are 0. The official
+    program's spiking-MNIST reader skips zero pixels without advancing its input-neuron counter, so
+    input neuron :math:`k` of its fully connected networks carries the :math:`k`-th nonzero pixel of
+    the image, not pixel :math:`k` (see ``docs/algorithm.md``, "Input layout"). Its CNN reader keeps
+    positions, so this layout applies to fully connected networks only.
+    """
+    B = images.shape[0]
+    flat = images.reshape(B, -1)
+    order = torch.sort((flat == 0).to(torch.uint8), dim=1, stable=True).indices
+    return flat.gather(1, order).view_as(images)
+
+
+PIXEL_ORDERS = ("raster", "compact")
+
+
 # --------------------------------------------------------------------------------------------
 # BSA (Ben's Spiker Algorithm; Schrauwen & Van Campenhout 2003) for speech, spec §4.3
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ or fresh ones every epoch (official CNN runs). Validation and test trains are al
 from __future__ import annotations
 
 from hm2bp.datamodules.base import SpikeDataModule
-from hm2bp.datamodules.encoding import bernoulli_rate
+from hm2bp.datamodules.encoding import PIXEL_ORDERS, bernoulli_rate, compact_nonzero
 
 _SPLIT_SALT = {"train": 0, "val": 0, "test": 0x5EED, "predict": 0x5EED}
 
@@ -22,6 +22,9 @@ class RateCodedImageDataModule(SpikeDataModule):
         redraw_every_epoch: draw new training trains each epoch (official CNN) instead of frozen
             trains (official MLP).
         batch_size, num_workers, seed: see ``SpikeDataModule``.
+        pixel_order: ``"raster"`` (input k is pixel k) or ``"compact"`` (input k is the image's
+            k-th nonzero pixel in raster order: the official MNIST MLP reader,
+            :func:`hm2bp.datamodules.encoding.compact_nonzero`). Fully connected networks only.
     """
 
     def __init__(
@@ -32,8 +35,12 @@ class RateCodedImageDataModule(SpikeDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        pixel_order: str = "raster",
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if pixel_order not in PIXEL_ORDERS:
+            raise ValueError(f"data.pixel_order must be one of {PIXEL_ORDERS}, got {pixel_order!r}")
+        self.pixel_order = pixel_order
         if time_steps < 2:
             raise ValueError(f"data.time_steps must be at least 2, got {time_steps}")
         if rate_divisor < 1:
@@ -59,6 +66,8 @@ class RateCodedImageDataModule(SpikeDataModule):
     def encode(self, images, index, stage: str, epoch: int = 0):
         """Images ``[B, *shape]`` -> spikes ``[T, B, *shape]`` uint8."""
         redraw = stage == "train" and self.redraw_every_epoch
+        if self.pixel_order == "compact":
+            images = compact_nonzero(images)
         return bernoulli_rate(
             images,
             self.time_steps,

@@ -68,6 +68,7 @@ class MNISTDataModule(RateCodedImageDataModule):
             spec §1.3; :func:`hm2bp.datamodules.augment.random_distortion`), keyed by
             ``(seed, index, epoch)``; validation and test images are never augmented.
         elastic_distortion, scale, rotation: its magnitudes (official: 3.4 px, 12 %, 12 degrees).
+        pixel_order: ``"compact"`` reproduces the official MLP reader (see the base class).
     """
 
     folder = "MNIST"
@@ -95,8 +96,9 @@ class MNISTDataModule(RateCodedImageDataModule):
         elastic_distortion: float = 3.4,
         scale: float = 12.0,
         rotation: float = 12.0,
+        pixel_order: str = "raster",
     ) -> None:
-        super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed)
+        super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed, pixel_order)
         self.data_dir = resolve_data_dir(data_dir)
         self.val_size = val_size
         self.download = download
