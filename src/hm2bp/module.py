@@ -31,6 +31,18 @@ from torchmetrics.classification import MulticlassAccuracy
 from hm2bp.loss import SpikeCountLoss
 
 
+def _official_factor(epoch: int) -> float:
+    """The authors' schedule: 1, 1, 1/sqrt(2), 1/sqrt(3), ... over 0-based epochs."""
+    return 1.0 / math.sqrt(max(epoch, 1))
+
+
+def _inv_sqrt_factor(epoch: int) -> float:
+    return 1.0 / math.sqrt(epoch + 1)
+
+
+LR_SCHEDULES = {"official": _official_factor, "inv_sqrt_epoch": _inv_sqrt_factor, "constant": None}
+
+
 class SpikingClassifier(pl.LightningModule):
     """Classification with spike-count outputs.
 
@@ -40,7 +52,9 @@ class SpikingClassifier(pl.LightningModule):
         optimizer: ``"adam"`` (official, β 0.9/0.999, ε 1e-8) or ``"sgd"``.
         lr: learning rate for the batch-summed gradient (official batch-1 Adam: 1e-3).
         momentum: SGD momentum.
-        lr_schedule: ``"inv_sqrt_epoch"`` (official: lr / sqrt(epoch + 1)) or ``"constant"``.
+        lr_schedule: ``"official"`` (the authors' program: lr for the first two epochs, then
+            lr / sqrt(e) in 0-based epoch e, i.e. lr / sqrt(max(e, 1))), ``"inv_sqrt_epoch"``
+            (lr / sqrt(e + 1)) or ``"constant"``.
         num_inputs, num_classes, time_steps: linked from the datamodule by the CLI; when given they
             are checked against the network and every batch, with one clear error.
     """
@@ -60,8 +74,8 @@ class SpikingClassifier(pl.LightningModule):
         super().__init__()
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        if lr_schedule not in ("inv_sqrt_epoch", "constant"):
-            raise ValueError(f"model.lr_schedule must be 'inv_sqrt_epoch' or 'constant', got {lr_schedule!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"model.lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
         self.save_hyperparameters(ignore=["network", "loss"])
         self.network = network
         self.loss = loss if loss is not None else SpikeCountLoss()
@@ -153,7 +167,7 @@ class SpikingClassifier(pl.LightningModule):
             opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
         if self.lr_schedule == "constant":
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0 / math.sqrt(epoch + 1))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, LR_SCHEDULES[self.lr_schedule])
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
     # ------------------------------------------------------------------ checks before training

@@ -102,3 +102,36 @@ def test_truncated_gzip_stream_error(shared_data, tmp_path):
 def test_data_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("HM2BP_DATA_DIR", str(tmp_path))
     assert MNISTDataModule().raw_dir == tmp_path / "MNIST" / "raw"
+
+
+def test_compact_pixel_order_packs_nonzero_pixels_in_raster_order():
+    """The official MLP reader: input k carries the image's k-th nonzero pixel, the rest are silent."""
+    from hm2bp.datamodules.encoding import compact_nonzero
+
+    images = torch.tensor([[[0, 3], [0, 5]], [[7, 0], [0, 1]], [[0, 0], [0, 0]]], dtype=torch.uint8)
+    out = compact_nonzero(images)
+    assert out.shape == images.shape
+    assert out.reshape(3, 4).tolist() == [[3, 5, 0, 0], [7, 1, 0, 0], [0, 0, 0, 0]]
+
+
+def test_compact_pixel_order_on_real_batches(shared_data):
+    """Each real image keeps its intensities in raster order; only the first K_b inputs can fire."""
+    from hm2bp.datamodules.encoding import compact_nonzero
+
+    raster = MNISTDataModule(data_dir=shared_data, batch_size=16, time_steps=100)
+    compact = MNISTDataModule(data_dir=shared_data, batch_size=16, time_steps=100, pixel_order="compact")
+    for dm in (raster, compact):
+        dm.setup("test")
+    images, labels, index = next(iter(compact.test_dataloader()))
+    s_raster, _ = raster.on_after_batch_transfer((images, labels, index), 0)
+    s_compact, _ = compact.on_after_batch_transfer((images, labels, index), 0)
+    flat = images.reshape(16, -1)
+    k = (flat > 0).sum(1)  # nonzero pixels per image
+    fired = s_compact.reshape(100, 16, -1).sum(0) > 0  # [16, 784]
+    packed_images = compact_nonzero(images).reshape(16, -1)
+    for b in range(16):
+        assert not fired[b, int(k[b]):].any()  # nothing beyond the packed pixels
+        assert torch.equal(packed_images[b, : int(k[b])], flat[b][flat[b] > 0])  # raster order kept
+    assert not torch.equal(s_raster, s_compact)
+    with pytest.raises(ValueError, match="pixel_order"):
+        MNISTDataModule(data_dir=shared_data, pixel_order="sorted")
