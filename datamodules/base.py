@@ -255,5 +255,11 @@ class SpikeDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
+    def to_spikes(self, batch, stage: str):
+        """A loader batch on its device -> ``(spikes, labels)`` as ``stage`` (``"train"``, ``"val"``,
+        ``"test"``) would see it, whatever the trainer is doing (used by evaluation callbacks).
+        Datasets whose trains do not depend on the stage convert as in ``on_after_batch_transfer``."""
+        return self.on_after_batch_transfer(batch, 0)
+
     def current_epoch(self) -> int:
         return int(self.trainer.current_epoch) if self.trainer is not None else 0

@@ -77,8 +77,11 @@ class RateCodedImageDataModule(SpikeDataModule):
             rate_divisor=self.rate_divisor,
         )
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def to_spikes(self, batch, stage: str):
+        """A loader batch ``(images, labels, index)`` on its device -> ``(spikes, labels)`` for ``stage``."""
         images, labels, index = batch
-        stage = self._stage()
         images = self.augment(images, stage)
         return self.encode(images, index, stage, self.current_epoch()), labels.long()
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return self.to_spikes(batch, self._stage())

@@ -153,9 +153,9 @@ class MNISTDataModule(RateCodedImageDataModule):
             x, y = self.load_split(train=False)
             self.test_set = IndexedTensorDataset(torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64)))
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def to_spikes(self, batch, stage: str):
         self._batch_index = batch[2]  # the augmentation is keyed by (seed, index, epoch)
-        return super().on_after_batch_transfer(batch, dataloader_idx)
+        return super().to_spikes(batch, stage)
 
     def augment(self, images, stage: str):
         """Official CNN augmentation of uint8 images ``[B, H, W]``, training batches only."""
