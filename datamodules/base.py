@@ -66,6 +66,29 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     return torch.sort(keys, stable=True).indices
 
 
+def swap_permutation(n: int, seed: int, epoch: int, swaps: int = 5000) -> Tensor:
+    """The authors' training order: file order, then ``swaps`` random transpositions per epoch.
+
+    Their program shuffles by swapping ``swaps`` random pairs at the start of every epoch, on top
+    of the previous epoch's order, so most samples stay near their file position for many
+    epochs. Epoch ``e`` here applies the transpositions of epochs ``0..e`` to ``range(n)``, each
+    epoch's pairs drawn from a generator keyed by ``(seed, epoch)``: a pure function of those
+    numbers, like :func:`epoch_permutation`.
+    """
+    order = list(range(n))
+    if n < 2:
+        return torch.tensor(order)
+    for k in range(int(epoch) + 1):
+        key = int(sample_keys(int(seed) ^ _ORDER_SALT, torch.tensor([k]), 0x5A5)[0])
+        pairs = torch.randint(0, n, (swaps, 2), generator=torch.Generator().manual_seed(key)).tolist()
+        for a, b in pairs:  # sequential, as the authors' loop: a pair may touch an earlier one
+            order[a], order[b] = order[b], order[a]
+    return torch.tensor(order)
+
+
+ORDERS = ("permutation", "swaps")
+
+
 class ResumableSampler(DistributedSampler):
     """This rank's share of an epoch, as a pure function of ``(seed, epoch, rank, world size)``.
 
@@ -83,9 +106,12 @@ class ResumableSampler(DistributedSampler):
     """
 
     def __init__(self, length: int, *, shuffle: bool, seed: int = 0, num_replicas: int = 1, rank: int = 0,
-                 pad: bool | None = None) -> None:
+                 pad: bool | None = None, order: str = "permutation") -> None:
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"invalid rank {rank} for world size {num_replicas}")
+        if order not in ORDERS:
+            raise ValueError(f"data.order must be one of {ORDERS}, got {order!r}")
+        self.order = order
         self.length = int(length)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
@@ -110,7 +136,12 @@ class ResumableSampler(DistributedSampler):
     def indices(self, epoch: int | None = None) -> list[int]:
         """This rank's full index list of ``epoch`` (default: the current one), without skipping."""
         epoch = self.epoch if epoch is None else epoch
-        order = epoch_permutation(self.length, self.seed, epoch) if self.shuffle else torch.arange(self.length)
+        if not self.shuffle:
+            order = torch.arange(self.length)
+        elif self.order == "swaps":
+            order = swap_permutation(self.length, self.seed, epoch)
+        else:
+            order = epoch_permutation(self.length, self.seed, epoch)
         if self.pad and self.total_size > self.length:
             reps = -(-self.total_size // max(self.length, 1))
             order = order.repeat(reps)[: self.total_size]  # wrap around, as DistributedSampler pads
@@ -231,7 +262,8 @@ class SpikeDataModule(pl.LightningDataModule):
         world, rank = self._world()
         batch = self.per_device_batch_size
         sampler = ResumableSampler(
-            len(dataset), shuffle=shuffle, seed=self.seed, num_replicas=world, rank=rank, pad=shuffle
+            len(dataset), shuffle=shuffle, seed=self.seed, num_replicas=world, rank=rank, pad=shuffle,
+            order=getattr(self, "order", "permutation"),
         )
         return ResumableDataLoader(
             dataset,

@@ -7,7 +7,7 @@ or fresh ones every epoch (official CNN runs). Validation and test trains are al
 """
 from __future__ import annotations
 
-from hm2bp.datamodules.base import SpikeDataModule
+from hm2bp.datamodules.base import ORDERS, SpikeDataModule
 from hm2bp.datamodules.encoding import PIXEL_ORDERS, bernoulli_rate, compact_nonzero
 
 _SPLIT_SALT = {"train": 0, "val": 0, "test": 0x5EED, "predict": 0x5EED}
@@ -25,6 +25,9 @@ class RateCodedImageDataModule(SpikeDataModule):
         pixel_order: ``"raster"`` (input k is pixel k) or ``"compact"`` (input k is the image's
             k-th nonzero pixel in raster order: the official MNIST MLP reader,
             :func:`hm2bp.datamodules.encoding.compact_nonzero`). Fully connected networks only.
+        order: training order, ``"permutation"`` (a fresh seeded permutation every epoch) or
+            ``"swaps"`` (the authors': file order plus 5000 random swaps per epoch,
+            :func:`hm2bp.datamodules.base.swap_permutation`).
     """
 
     def __init__(
@@ -36,8 +39,12 @@ class RateCodedImageDataModule(SpikeDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pixel_order: str = "raster",
+        order: str = "permutation",
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if order not in ORDERS:
+            raise ValueError(f"data.order must be one of {ORDERS}, got {order!r}")
+        self.order = order
         if pixel_order not in PIXEL_ORDERS:
             raise ValueError(f"data.pixel_order must be one of {PIXEL_ORDERS}, got {pixel_order!r}")
         self.pixel_order = pixel_order

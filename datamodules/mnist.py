@@ -69,6 +69,7 @@ class MNISTDataModule(RateCodedImageDataModule):
             ``(seed, index, epoch)``; validation and test images are never augmented.
         elastic_distortion, scale, rotation: its magnitudes (official: 3.4 px, 12 %, 12 degrees).
         pixel_order: ``"compact"`` reproduces the official MLP reader (see the base class).
+        order: ``"swaps"`` reproduces the authors' partial shuffle (see the base class).
     """
 
     folder = "MNIST"
@@ -97,8 +98,10 @@ class MNISTDataModule(RateCodedImageDataModule):
         scale: float = 12.0,
         rotation: float = 12.0,
         pixel_order: str = "raster",
+        order: str = "permutation",
     ) -> None:
-        super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed, pixel_order)
+        super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed, pixel_order,
+                         order)
         self.data_dir = resolve_data_dir(data_dir)
         self.val_size = val_size
         self.download = download

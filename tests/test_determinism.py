@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from hm2bp.cli import cli_main
@@ -55,3 +56,21 @@ def test_batches_and_encodings_do_not_depend_on_num_workers():
         assert torch.equal(i0, i2) and torch.equal(y0, y2) and torch.equal(s0, s2)
     assert not torch.equal(single[0][0], single[4][0])  # epochs are shuffled differently
     assert single[0][2].sum() > 0
+
+
+def test_swap_order_is_the_authors_partial_shuffle():
+    """File order plus 5000 swaps per epoch, cumulative, keyed by (seed, epoch) only."""
+    from hm2bp.datamodules.base import ResumableSampler, swap_permutation
+
+    n = 60000
+    e0, e1 = swap_permutation(n, 0, 0), swap_permutation(n, 0, 1)
+    assert sorted(e0.tolist()) == list(range(n))
+    moved0 = int((e0 != torch.arange(n)).sum())
+    assert 0 < moved0 <= 2 * 5000  # each swap moves at most two samples
+    assert int((e1 != torch.arange(n)).sum()) > moved0  # the swaps accumulate over epochs
+    assert torch.equal(e1, swap_permutation(n, 0, 1)) and not torch.equal(e1, swap_permutation(n, 1, 1))
+    s = ResumableSampler(n, shuffle=True, seed=0, order="swaps")
+    s.set_epoch(1)
+    assert s.indices() == e1.tolist()
+    with pytest.raises(ValueError, match="order"):
+        ResumableSampler(n, shuffle=True, order="sorted")
