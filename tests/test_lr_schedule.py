@@ -24,11 +24,15 @@ def _lrs(schedule: str, epochs: int, lr: float = 1e-3) -> list[float]:
     return out
 
 
-def test_official_schedule_matches_the_authors_log(shared_data):
-    rows = [r for r in csv.DictReader(open(shared_data / "official-curves.csv")) if r["experiment"] == "mnist_mlp"]
+@pytest.mark.parametrize("experiment, schedule", [("mnist_mlp", "official"), ("nmnist_mlp", "official"),
+                                                   ("mnist_cnn", "inv_sqrt_epoch")])
+def test_schedules_match_the_authors_logs(shared_data, experiment, schedule):
+    """The MLP logs keep lr for two epochs; the CNN log decays from the second epoch on."""
+    rows = [r for r in csv.DictReader(open(shared_data / "official-curves.csv")) if r["experiment"] == experiment]
     logged = [float(r["lr"]) for r in sorted(rows, key=lambda r: int(r["epoch"]))][:30]
-    ours = _lrs("official", len(logged))
-    assert ours == pytest.approx(logged, abs=5e-9)  # the log prints 8 decimals
+    assert _lrs(schedule, len(logged)) == pytest.approx(logged, abs=5e-9)  # the logs print 8 decimals
+    other = "inv_sqrt_epoch" if schedule == "official" else "official"
+    assert _lrs(other, len(logged)) != pytest.approx(logged, abs=5e-9)
 
 
 def test_schedules_differ_from_epoch_two():

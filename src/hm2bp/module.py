@@ -52,9 +52,9 @@ class SpikingClassifier(pl.LightningModule):
         optimizer: ``"adam"`` (official, β 0.9/0.999, ε 1e-8) or ``"sgd"``.
         lr: learning rate for the batch-summed gradient (official batch-1 Adam: 1e-3).
         momentum: SGD momentum.
-        lr_schedule: ``"official"`` (the authors' program: lr for the first two epochs, then
-            lr / sqrt(e) in 0-based epoch e, i.e. lr / sqrt(max(e, 1))), ``"inv_sqrt_epoch"``
-            (lr / sqrt(e + 1)) or ``"constant"``.
+        lr_schedule: ``"official"`` (the authors' MLP and N-MNIST runs: lr for the first two
+            epochs, then lr / sqrt(e) in 0-based epoch e, i.e. lr / sqrt(max(e, 1))),
+            ``"inv_sqrt_epoch"`` (lr / sqrt(e + 1), the authors' CNN run) or ``"constant"``.
         num_inputs, num_classes, time_steps: linked from the datamodule by the CLI; when given they
             are checked against the network and every batch, with one clear error.
     """
