@@ -45,10 +45,12 @@ class EpochCurve(Callback):
         self.filename = filename
         self._seconds = 0.0
         self._t0 = None
+        self._lr = None
 
     # ------------------------------------------------------------------ timing of training batches
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._seconds = 0.0
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._t0 = time.perf_counter()
@@ -73,7 +75,7 @@ class EpochCurve(Callback):
             "val_acc": _value(val),
             "test_acc": test_acc,
             "train_seconds": round(self._seconds, 3),
-            "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
+            "lr": self._lr,  # the rate this epoch trained with (schedulers may step before this hook)
         }
         if trainer.is_global_zero:
             self._append(self.csv_path(trainer), row)

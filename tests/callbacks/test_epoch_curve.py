@@ -16,6 +16,8 @@ def test_rows_per_epoch_and_test_score_equals_trainer_test(tmp_path):
     trainer.fit(model, datamodule=data)
     rows = list(csv.DictReader(open(tmp_path / "curves.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # the rate each epoch trained with: digits_model uses lr 5e-3 and lr / sqrt(epoch + 1)
+    assert [float(r["lr"]) for r in rows] == pytest.approx([5e-3, 5e-3 / 2**0.5])
     for r in rows:
         assert 0.0 <= float(r["test_acc"]) <= 1.0 and 0.0 <= float(r["val_acc"]) <= 1.0
         assert float(r["train_seconds"]) > 0 and float(r["lr"]) > 0
