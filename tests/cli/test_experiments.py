@@ -59,3 +59,13 @@ def test_mismatched_network_input_is_one_clear_error(tmp_path):
     args += ["--model.network.init_args.spec", "784-100-10"]
     with pytest.raises(ValueError, match="network takes 784 inputs but the datamodule provides 64"):
         cli_main(args, run=False)
+
+
+def test_authors_recipe_is_one_config_away(tmp_path):
+    """configs/recipe/authors_mlp.yaml turns the MNIST MLP experiment into the authors' batch-1 recipe."""
+    args = ["--config", str(REPO / "configs/experiment/mnist_mlp.yaml"),
+            "--config", str(REPO / "configs/recipe/authors_mlp.yaml"), "--trainer.logger", "false"]
+    cli = cli_main(args, run=False)
+    assert cli.datamodule.batch_size == 1 and cli.datamodule.order == "swaps"
+    assert cli.model.lr == 0.001 and cli.model.lr_schedule == "official"
+    assert cli.model.network.spec == "784-800-10"  # everything else from the experiment
