@@ -7,6 +7,7 @@ or fresh ones every epoch (official CNN runs). Validation and test trains are al
 """
 from __future__ import annotations
 
+from hm2bp.checks import number
 from hm2bp.datamodules.base import SpikeDataModule
 from hm2bp.datamodules.encoding import bernoulli_rate
 
@@ -34,12 +35,8 @@ class RateCodedImageDataModule(SpikeDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
-        if time_steps < 2:
-            raise ValueError(f"data.time_steps must be at least 2, got {time_steps}")
-        if rate_divisor < 1:
-            raise ValueError(f"data.rate_divisor must be >= 1 (p <= 1), got {rate_divisor}")
-        self.time_steps = time_steps
-        self.rate_divisor = rate_divisor
+        self.time_steps = number("data.init_args.time_steps", time_steps, low=2, integer=True)
+        self.rate_divisor = number("data.init_args.rate_divisor", rate_divisor, low=1, hint="p = x / (rate_divisor * 255) <= 1")
         self.redraw_every_epoch = redraw_every_epoch
 
     def _stage(self) -> str:
@@ -72,4 +69,7 @@ class RateCodedImageDataModule(SpikeDataModule):
         images, labels, index = batch
         stage = self._stage()
         images = self.augment(images, stage)
-        return self.encode(images, index, stage, self.current_epoch()), labels.long()
+        spikes = self.encode(images, index, stage, self.current_epoch())
+        if self.trainer is not None and self.trainer.predicting:
+            return spikes, labels.long(), index  # predictions name their samples
+        return spikes, labels.long()

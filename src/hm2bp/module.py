@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from hm2bp.checks import max_spike_count, number
+from hm2bp.errors import ConfigError, TrainingDivergedError
 from hm2bp.loss import SpikeCountLoss
 
 
@@ -59,24 +61,29 @@ class SpikingClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+            raise ConfigError(f"model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if lr_schedule not in ("inv_sqrt_epoch", "constant"):
-            raise ValueError(f"model.lr_schedule must be 'inv_sqrt_epoch' or 'constant', got {lr_schedule!r}")
+            raise ConfigError(f"model.lr_schedule must be 'inv_sqrt_epoch' or 'constant', got {lr_schedule!r}")
+        number("model.lr", lr, low=0, low_open=True)
+        number("model.momentum", momentum, low=0, high=1, high_open=True)
+        number("model.time_steps", time_steps, low=2, integer=True, none_ok=True)
         self.save_hyperparameters(ignore=["network", "loss"])
         self.network = network
         self.loss = loss if loss is not None else SpikeCountLoss()
         net_in = getattr(network, "num_inputs", None)
         net_out = getattr(network, "num_classes", None)
         if num_inputs is not None and net_in is not None and net_in != num_inputs:
-            raise ValueError(
+            raise ConfigError(
                 f"model/data mismatch: the network takes {net_in} inputs but the datamodule provides "
                 f"{num_inputs}; fix model.network.init_args.spec"
             )
         if num_classes is not None and net_out is not None and net_out != num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"model/data mismatch: the network has {net_out} outputs but the datamodule has "
                 f"{num_classes} classes; fix model.network.init_args.spec"
             )
+        if time_steps is not None:
+            check_counts_fit(self.loss, network, int(time_steps))
         self.num_inputs = num_inputs or net_in
         self.num_classes = num_classes or net_out
         self.time_steps = time_steps
@@ -102,7 +109,7 @@ class SpikingClassifier(pl.LightningModule):
     def model_step(self, batch, stage: str) -> dict:
         spikes, target = batch
         if self.time_steps is not None and spikes.shape[0] != self.time_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"batch has T={spikes.shape[0]} time steps but the model was linked to T={self.time_steps}"
             )
         layers = self.network(spikes, target=target if stage == "train" else None, return_all=True)
@@ -112,7 +119,7 @@ class SpikingClassifier(pl.LightningModule):
         if not torch.isfinite(loss):
             bad = first_nonfinite(self.named_parameters())
             where = f"non-finite parameter {bad!r}" if bad else "the loss inputs (all parameters are finite)"
-            raise FloatingPointError(f"{stage} loss is {loss.item()} at global step {self.global_step}: check {where}")
+            raise TrainingDivergedError(f"{stage} loss is {loss.item()} at global step {self.global_step}: check {where}")
         preds = counts.detach().argmax(-1)  # ties -> lowest index; all-silent -> class 0
         silent = (counts.detach().sum(-1) == 0).float()
         # calling a metric updates its epoch state and returns the batch value (for on_step logs)
@@ -164,24 +171,26 @@ class SpikingClassifier(pl.LightningModule):
             return
         data_t = getattr(dm, "time_steps", None)
         if self.time_steps is not None and data_t is not None and int(data_t) != int(self.time_steps):
-            raise ValueError(
+            raise ConfigError(
                 f"T mismatch: the datamodule produces T={data_t} time steps but the model was built for "
                 f"T={self.time_steps}; link them (the CLI does) or set both to the same value"
             )
         net_in = getattr(self.network, "num_inputs", None)
         data_in = getattr(dm, "num_inputs", None)
         if net_in is not None and data_in is not None and int(net_in) != int(data_in):
-            raise ValueError(
+            raise ConfigError(
                 f"model/data mismatch: the network takes {net_in} inputs but the datamodule provides "
                 f"{data_in}; fix model.network.init_args.spec"
             )
         net_out = getattr(self.network, "num_classes", None)
         data_out = getattr(dm, "num_classes", None)
         if net_out is not None and data_out is not None and int(net_out) != int(data_out):
-            raise ValueError(
+            raise ConfigError(
                 f"model/data mismatch: the network has {net_out} outputs but the datamodule has "
                 f"{data_out} classes; fix model.network.init_args.spec"
             )
+        if data_t is not None and self.time_steps is None:
+            check_counts_fit(self.loss, self.network, int(data_t))
         if hasattr(dm, "per_device_batch_size"):
             dm.per_device_batch_size  # noqa: B018  (raises when the global batch does not split evenly)
 
@@ -206,7 +215,7 @@ class SpikingClassifier(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         bad = first_nonfinite((n, p.grad) for n, p in self.named_parameters() if p.grad is not None)
         if bad is not None:
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"non-finite HM2-BP gradient in parameter {bad!r} at global step {self.global_step}; "
                 "lower the learning rate"
             )
@@ -221,9 +230,32 @@ class SpikingClassifier(pl.LightningModule):
         """Stop at the first optimizer step that leaves a non-finite weight, naming the parameter."""
         bad = first_nonfinite(self.named_parameters())
         if bad is not None:
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"non-finite weights in {bad!r} after optimizer step {self.global_step}; "
                 "lower the learning rate or check the data"
+            )
+
+
+def check_counts_fit(loss: nn.Module, network: nn.Module, time_steps: int) -> None:
+    """The loss's desired/undesired counts and the network's target injection must be reachable in
+    ``time_steps`` steps by the output layer (:func:`hm2bp.checks.max_spike_count`); one
+    :class:`ConfigError` naming the key otherwise."""
+    layers = getattr(network, "layers", None)
+    output = layers["output"] if layers is not None and "output" in layers else None
+    refractory = getattr(output, "refractory", None)
+    if refractory is None:
+        return
+    limit = max_spike_count(time_steps, refractory)
+    fix = "scale the counts with T (35/5/5 are for T=400) or raise data.init_args.time_steps"
+    checks = [("model.loss.init_args.desired", getattr(loss, "desired", None)),
+              ("model.loss.init_args.undesired", getattr(loss, "undesired", None))]
+    rule = getattr(output, "rule", None)
+    checks.append(("model.network.init_args.target_injection", getattr(rule, "target_injection", None)))
+    for key, value in checks:
+        if value is not None and float(value) > limit:
+            raise ConfigError(
+                f"{key}={value:g} is unreachable at T={time_steps}: an output neuron with refractory period "
+                f"{refractory} fires at most {limit} times; {fix}"
             )
 
 
