@@ -1,5 +1,8 @@
-"""Lightning callbacks of hm2bp (spike observability): firing-rate statistics and spike rasters."""
+"""Lightning callbacks of hm2bp: spike observability (firing-rate statistics, spike rasters), a
+checkpoint on Ctrl-C, and the prediction file of ``hm2bp predict``."""
 from hm2bp.callbacks.firing_rates import FiringRateMonitor, SilentNetworkWarning
+from hm2bp.callbacks.interrupt import CheckpointOnInterrupt
+from hm2bp.callbacks.predictions import PredictionWriter
 from hm2bp.callbacks.spike_raster import SpikeRasterLogger
 
-__all__ = ["FiringRateMonitor", "SilentNetworkWarning", "SpikeRasterLogger"]
+__all__ = ["CheckpointOnInterrupt", "FiringRateMonitor", "PredictionWriter", "SilentNetworkWarning", "SpikeRasterLogger"]

@@ -147,9 +147,20 @@ class SpikingClassifier(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         return self.model_step(batch, "test")
 
-    def predict_step(self, batch, batch_idx):
-        spikes = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(spikes).argmax(-1)
+    def predict_step(self, batch, batch_idx) -> dict:
+        """``{"pred" [B], "counts" [B, classes], "index" [B], "label" [B]}`` for a batch ``(spikes[, labels[, index]])``.
+
+        ``pred`` is the argmax of the output counts (ties and all-silent outputs: lowest index);
+        ``index`` is the sample index the datamodule gives (else the position in the batch),
+        ``label`` the label (-1 without one). ``hm2bp predict`` writes them to a CSV file
+        (``hm2bp.callbacks.PredictionWriter``)."""
+        items = list(batch) if isinstance(batch, (tuple, list)) else [batch]
+        spikes = items[0]
+        counts = self(spikes)
+        n = counts.shape[0]
+        label = items[1] if len(items) > 1 else torch.full((n,), -1, dtype=torch.long, device=counts.device)
+        index = items[2] if len(items) > 2 else torch.arange(n, device=counts.device)
+        return {"pred": counts.argmax(-1), "counts": counts, "index": index, "label": label}
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
@@ -167,8 +178,12 @@ class SpikingClassifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Check model/data agreement and the batch split before any training work (one clear error)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None:
-            return
+        if dm is not None:
+            self.check_data(dm)
+
+    def check_data(self, dm) -> None:
+        """One :class:`~hm2bp.errors.ConfigError` if the datamodule's T, input size, class count or
+        batch split does not fit this model (the CLI calls it before anything is written)."""
         data_t = getattr(dm, "time_steps", None)
         if self.time_steps is not None and data_t is not None and int(data_t) != int(self.time_steps):
             raise ConfigError(
