@@ -48,6 +48,7 @@ from hm2bp.callbacks.predictions import PredictionWriter
 from hm2bp.checkpoint import AtomicCheckpointIO, CheckpointNotFoundError, load_checkpoint_file
 from hm2bp.cli_config import RunConfig, redirect_loggers
 from hm2bp.cli_errors import EXIT_USAGE, debug_requested, is_known, one_line
+from hm2bp.checks import number
 from hm2bp.errors import ConfigError, OutputError
 from hm2bp.module import SpikingClassifier
 
@@ -282,10 +283,39 @@ class HM2BPCLI(LightningCLI):
         if isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
             os.environ[ENV_RUN_DIR] = str(self.run_dir)  # read by the processes Lightning starts next
 
+    def _check_trainer_options(self) -> None:
+        """Trainer values that Lightning would only reject (or divide by) once training has started."""
+        t = self.config[self.subcommand].trainer
+        for key in ("accumulate_grad_batches", "log_every_n_steps", "check_val_every_n_epoch"):
+            number(f"trainer.{key}", t.get(key), low=1, integer=True, none_ok=True)
+        number("trainer.gradient_clip_val", t.get("gradient_clip_val"), low=0, none_ok=True)
+        number("trainer.num_sanity_val_steps", t.get("num_sanity_val_steps"), low=-1, integer=True, none_ok=True)
+        interval = t.get("val_check_interval")
+        if isinstance(interval, float):
+            number("trainer.val_check_interval", interval, low=0, high=1, low_open=True,
+                   hint="a fraction of the epoch, or a whole number of training batches")
+        train = getattr(self.datamodule, "train_set", None)
+        if isinstance(interval, int) and t.get("check_val_every_n_epoch") is not None and train is not None:
+            world = int(self.trainer.world_size)
+            per_device = int(self.datamodule.batch_size) // world
+            samples = -(-len(train) // world)  # ceil: the training sampler pads to the world size
+            batches = -(-samples // per_device)
+            limit = self.trainer.limit_train_batches  # Lightning's reading: 2.0 -> 2 batches, 1.0 -> all
+            if isinstance(limit, int):
+                batches = min(batches, limit)
+            elif isinstance(limit, float):
+                batches = int(batches * limit)
+            if interval > batches:
+                raise ConfigError(
+                    f"trainer.val_check_interval={interval} is more than the {batches} training batches of an epoch; "
+                    "lower it, give a fraction, or set trainer.check_val_every_n_epoch null to count batches across epochs"
+                )
+
     def before_fit(self) -> None:
         self._check_world()
         stages = ("fit", "test") if self.config[self.subcommand].get("test_after_fit") else ("fit",)
         self._check_data(stages)
+        self._check_trainer_options()
         self._check_checkpoint_fits()
         self._check_explicit_ckpt_dirs()
         self._prepare_output()
@@ -393,9 +423,27 @@ class _DropInfo(logging.Filter):
         return not str(record.getMessage()).startswith(_QUIET_INFO)
 
 
+def check_config_files(argv: list[str]) -> None:
+    """Every ``--config`` file must be valid YAML: one error naming the file (jsonargparse's does not)."""
+    import yaml
+
+    for k, arg in enumerate(argv):
+        path = argv[k + 1] if arg in ("--config", "-c") and k + 1 < len(argv) else None
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        if path and os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    yaml.safe_load(f)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())}); fix the file") from None
+
+
 def cli_main(args: list[str] | None = None, run: bool = True) -> HM2BPCLI:
     """Build (and by default run) the CLI; returns it, for tests and scripts. Errors are raised
     (``main`` prints the known ones as one line)."""
+    if args is None or isinstance(args, list):
+        check_config_files(list(sys.argv[1:] if args is None else args))
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
