@@ -127,11 +127,11 @@ class RunConfig(SaveConfigCallback):
             path = self.run_dir / self.config_filename
             if path.exists():
                 path = self.run_dir / f"{Path(self.config_filename).stem}-{time.strftime('%Y%m%d-%H%M%S')}.yaml"
-            self.parser.save(self.config, str(path), skip_none=False, overwrite=False, multifile=self.multifile)
+            self.parser.save(self.config, str(path), skip_unset=False, overwrite=False, multifile=self.multifile)
             self.written = path
         import yaml
 
-        resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_unset=False))
         record = {**resolved, "versions": package_versions()}
         if self.run_dir is not None:
             record["run_dir"] = str(self.run_dir)

@@ -100,6 +100,8 @@ class SpikingClassifier(pl.LightningModule):
             setattr(self, f"{stage}_silent", MeanMetric(**kw))
         for metric in (self.train_acc, self.train_loss, self.train_silent):
             metric.persistent(True)
+        self._metrics_epoch = -1  # the epoch the training-metric states belong to (saved in checkpoints)
+        self._lr_epoch = -1  # the epoch train/lr was last logged for
 
     # ------------------------------------------------------------------ shared step
     def forward(self, spikes: Tensor) -> Tensor:
@@ -210,8 +212,13 @@ class SpikingClassifier(pl.LightningModule):
             dm.per_device_batch_size  # noqa: B018  (raises when the global batch does not split evenly)
 
     # ------------------------------------------------------------------ resume and numerics
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[_METRICS_EPOCH] = self._metrics_epoch
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Accept checkpoints written before the training-metric states were saved in them."""
+        """Restore which epoch the saved training-metric states belong to; accept checkpoints
+        written before those states were saved in them."""
+        self._metrics_epoch = int(checkpoint.get(_METRICS_EPOCH, checkpoint.get("epoch", -1)))
         state = checkpoint.get("state_dict")
         if state is None:
             return
@@ -219,13 +226,23 @@ class SpikingClassifier(pl.LightningModule):
             if key.startswith(("train_acc.", "train_loss.", "train_silent.")) and key not in state:
                 state[key] = value
 
-    def on_train_epoch_start(self) -> None:
-        # a fresh epoch (not called on a mid-epoch resume, whose restored states must be kept)
-        for metric in (self.train_acc, self.train_loss, self.train_silent):
-            metric.reset()
-        if self._trainer is not None and self.trainer.optimizers:
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        """At the first batch of an epoch: fresh training metrics, and ``train/lr``.
+
+        Keyed by the epoch the metric states belong to (saved in checkpoints), not by
+        ``on_train_epoch_start``: Lightning skips that hook for the epoch after a checkpoint written
+        at an epoch's end, and a mid-epoch resume must keep its restored states.
+        """
+        epoch = int(self.current_epoch)
+        if self._metrics_epoch != epoch:
+            for metric in (self.train_acc, self.train_loss, self.train_silent):
+                metric.reset()
+            self._metrics_epoch = epoch
+        if self._lr_epoch != epoch and self._trainer is not None and self.trainer.optimizers:
             # the learning rate of this epoch (replaces a LearningRateMonitor, which needs a logger)
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True,
+                     batch_size=1)
+            self._lr_epoch = epoch
 
     def on_before_optimizer_step(self, optimizer) -> None:
         bad = first_nonfinite((n, p.grad) for n, p in self.named_parameters() if p.grad is not None)
@@ -249,6 +266,9 @@ class SpikingClassifier(pl.LightningModule):
                 f"non-finite weights in {bad!r} after optimizer step {self.global_step}; "
                 "lower the learning rate or check the data"
             )
+
+
+_METRICS_EPOCH = "hm2bp_train_metrics_epoch"  # checkpoint key
 
 
 def check_counts_fit(loss: nn.Module, network: nn.Module, time_steps: int) -> None:
