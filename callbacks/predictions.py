@@ -4,8 +4,9 @@ One row per sample, sorted by sample index::
 
     index,label,pred,count_0,count_1,...,count_<C-1>
 
-``index`` is the sample's position in the predicted split (the test split of the datamodule,
-in dataset order), ``label`` its label (-1 when the datamodule has none), ``pred`` the predicted
+``index`` is the sample's index in its dataset (the datamodule's test split; for the digits
+and MNIST-style sets the index among all images of the file, for spike-list sets the position in
+the split), ``label`` its label (-1 when the datamodule has none), ``pred`` the predicted
 class (argmax of the output spike counts; ties and all-silent outputs go to the lowest index)
 and ``count_k`` the output neuron's spike count. ``SpikingClassifier.predict_step`` returns
 ``{"index", "label", "pred", "counts"}``. Under DDP every rank writes ``<file>.rank<r>`` and

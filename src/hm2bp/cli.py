@@ -407,7 +407,7 @@ def _finish_wandb(trainer, exit_code: int) -> None:
     for lg in getattr(trainer, "loggers", []) or []:
         if isinstance(lg, WandbLogger) and getattr(lg, "_experiment", None) is not None:
             try:
-                lg._experiment.finish(exit_code=exit_code, quiet=True)  # a second finish() does nothing
+                lg._experiment.finish(exit_code=exit_code)  # a second finish() does nothing
             except Exception:  # noqa: BLE001 - finishing is best effort
                 pass
 
