@@ -356,3 +356,27 @@ def test_corrupt_checkpoint_is_named(tmp_path, damage):
     with pytest.raises(CorruptCheckpointError, match=rf"cannot read checkpoint {ckpt}: the file is corrupt or truncated"):
         cli_main(fit_args(tmp_path / "run", DIGITS, "--ckpt_path", str(ckpt)))
     assert not (tmp_path / "run").exists()
+
+
+RAISER = '''
+import pytorch_lightning as pl
+from hm2bp.errors import ConfigError
+
+
+class Raiser(pl.Callback):
+    """Fails once the run folder and the W&B run exist, before the first training step."""
+
+    def on_train_start(self, trainer, pl_module):
+        raise ConfigError("late check failed; fix the late value")
+'''
+
+
+def test_failure_after_the_run_folder_exists_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """A known error raised inside fit, before any training step: the W&B run is finished and the
+    freshly made run folder (with its W&B run) is removed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raiser_cb.py").write_text(RAISER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    line = one_line_error(capsys, fit_args(tmp_path / "run", DIGITS, "--trainer.callbacks+=raiser_cb.Raiser"))
+    assert line == "hm2bp: error: late check failed; fix the late value"
+    assert nothing_written(tmp_path)

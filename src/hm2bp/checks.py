@@ -114,9 +114,11 @@ def check_spikes(x: Tensor, where: str, min_dim: int = 3) -> None:
         return
     if x.is_complex() or not (x.is_floating_point() or x.dtype in _INT_DTYPES):
         raise InputError(f"{where} expects 0/1 spikes (bool, uint8, int or float), got dtype {x.dtype}")
-    if x.dtype == torch.uint8:
-        bad = bool((x > 1).any())
-    else:
+    if x.dtype == torch.uint8:  # the datamodules' dtype: one reduction, no temporary
+        bad = int(x.max()) > 1
+    elif not x.is_floating_point():
+        bad = int(x.min()) < 0 or int(x.max()) > 1
+    else:  # 0.5 or NaN must fail too: compare, then reduce
         bad = bool(((x != 0) & (x != 1)).any())
     if bad:
         raise InputError(
