@@ -228,7 +228,7 @@ class SpikeCache:
             save_spike_lists(path, lists, records)
         except OSError as err:
             raise OutputError(
-                f"cannot write the spike cache {path} ({type(err).__name__}: {err.strerror or err}); set "
+                f"cannot write the spike cache {path} ({err.strerror or err}); set "
                 f"data.init_args.cache_dir (or $HM2BP_CACHE_DIR) to a writable folder"
             ) from err
         return lists

@@ -114,13 +114,16 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, reference_run)
     _resume_and_compare(tmp_path, root, run, reference_run)
 
 
-def test_extending_a_finished_run_equals_the_longer_run(tmp_path, reference_run, monkeypatch):
-    """1 epoch, then --ckpt_path last with max_epochs 2: the numbers of an uninterrupted 2-epoch run."""
+@pytest.mark.parametrize("budget", ["max_epochs", "max_steps"])
+def test_extending_a_finished_run_equals_the_longer_run(budget, tmp_path, reference_run, monkeypatch):
+    """1 epoch (or 4 steps), then --ckpt_path last with the full budget: the numbers of an
+    uninterrupted 2-epoch run."""
     ref_metrics, ref_weights, ref_step = reference_run
     monkeypatch.setenv("WANDB_MODE", "disabled")
     root = tmp_path / "exp"
-    first = cli_main(fit_args(root, epochs=1))
-    assert first.trainer.global_step == STEPS_PER_EPOCH
+    short = fit_args(root, epochs=1) if budget == "max_epochs" else fit_args(root) + ["--trainer.max_steps", "4"]
+    first = cli_main(short)
+    assert first.trainer.global_step == (STEPS_PER_EPOCH if budget == "max_epochs" else 4)
     longer = cli_main(fit_args(root, epochs=EPOCHS) + ["--ckpt_path", "last"])
     run = run_folder(root)
     assert longer.trainer.global_step == ref_step
