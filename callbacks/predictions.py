@@ -31,6 +31,9 @@ class PredictionWriter(Callback):
         self.path = Path(path)
         self._rows: list[torch.Tensor] = []  # [B, 3 + C] int64 per batch: index, label, pred, counts
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.path = Path(trainer.strategy.broadcast(str(self.path)))  # every rank writes where rank 0 does
+
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._rows = []
 

@@ -137,6 +137,7 @@ def reference_run(tmp_path_factory):
         last = run / "checkpoints" / "last.ckpt"
         ckpt = torch.load(last, map_location="cpu", weights_only=True)
         _REFERENCE["run"] = (final_metrics(run), network_weights(last), int(ckpt["global_step"]))
+        _REFERENCE["dir"] = run
     return _REFERENCE["run"]
 
 
@@ -211,3 +212,23 @@ def _initial_weights(tmp_path: Path) -> dict[str, torch.Tensor]:
 
     cli = cli_main(fit_args(tmp_path / "init")[1:], run=False)
     return {f"network.{k}": v.detach().clone() for k, v in cli.model.network.state_dict().items()}
+
+
+def test_two_process_predict_writes_the_single_process_file(tmp_path, reference_run):
+    """hm2bp predict under DDP: each rank predicts its share, rank 0 merges one predictions.csv,
+    the same file as one process writes."""
+    ckpt = _REFERENCE["dir"] / "checkpoints" / "last.ckpt"
+    files = []
+    for name, extra in (("one", []), ("two", ["--trainer.strategy", "ddp", "--trainer.devices", "2"])):
+        root = tmp_path / name
+        args = ["predict", *fit_args(root)[1:], "--ckpt_path", str(ckpt), *extra]
+        k = args.index("--test_after_fit")
+        del args[k:k + 2]  # a fit-only option
+        proc = run_cli(args, cwd=tmp_path, timeout=300)
+        (line,) = [x for x in proc.stdout.splitlines() if x.startswith("predictions written to ")]
+        path = Path(line.removeprefix("predictions written to "))
+        assert path.parent.parent == _REFERENCE["dir"] and path.parent.name.startswith("predict-")  # the run's own
+        assert not list(path.parent.glob("*.rank*"))
+        files.append(path.read_text())
+    assert files[0] == files[1]
+    assert len(files[0].splitlines()) == 1 + 360  # header + the digits test set
