@@ -1,6 +1,12 @@
-"""Lightning callbacks of hm2bp: firing-rate statistics, spike rasters and per-epoch learning curves."""
+"""Lightning callbacks of hm2bp: spike observability (firing-rate statistics, spike rasters),
+per-epoch learning curves, a checkpoint on Ctrl-C, and the prediction file of ``hm2bp predict``."""
 from hm2bp.callbacks.epoch_curve import EpochCurve
 from hm2bp.callbacks.firing_rates import FiringRateMonitor, SilentNetworkWarning
+from hm2bp.callbacks.interrupt import CheckpointOnInterrupt
+from hm2bp.callbacks.predictions import PredictionWriter
 from hm2bp.callbacks.spike_raster import SpikeRasterLogger
 
-__all__ = ["EpochCurve", "FiringRateMonitor", "SilentNetworkWarning", "SpikeRasterLogger"]
+__all__ = [
+    "CheckpointOnInterrupt", "EpochCurve", "FiringRateMonitor", "PredictionWriter", "SilentNetworkWarning",
+    "SpikeRasterLogger",
+]

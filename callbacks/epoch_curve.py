@@ -114,7 +114,7 @@ class EpochCurve(Callback):
                 if i >= limit:
                     break
                 batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
-                spikes, labels = dm.to_spikes(batch, "test")
+                spikes, labels = dm.to_spikes(batch, "test")[:2]
                 preds = pl_module(spikes).argmax(-1)
                 correct += (preds == labels).sum()
                 total += labels.numel()

@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
+from hm2bp.errors import ConfigError
 from hm2bp.metrics import SpikeStatistics, TargetCountStatistics
 
 __all__ = ["FiringRateMonitor", "SilentNetworkWarning"]
@@ -91,7 +92,7 @@ class FiringRateMonitor(Callback):
     ) -> None:
         super().__init__()
         if not 0.0 <= saturation_tol < 1.0:
-            raise ValueError(f"saturation_tol must be in [0, 1), got {saturation_tol}")
+            raise ConfigError(f"FiringRateMonitor: saturation_tol must be in [0, 1), got {saturation_tol}")
         self.layers = list(layers) if layers is not None else None
         self.saturation_tol = float(saturation_tol)
         self.bins = int(bins)
@@ -111,7 +112,7 @@ class FiringRateMonitor(Callback):
         if self.layers is not None and names is not None:
             missing = [n for n in self.layers if n not in names]
             if missing:
-                raise ValueError(f"FiringRateMonitor: layers {missing} not in the network (its layers: {names})")
+                raise ConfigError(f"FiringRateMonitor: layers {missing} not in the network (its layers: {names})")
         self._desired = self.desired
         if self._desired is None:
             self._desired = getattr(getattr(pl_module, "loss", None), "desired", None)

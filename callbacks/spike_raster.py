@@ -20,6 +20,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
 from hm2bp.callbacks.firing_rates import logger_step
+from hm2bp.errors import ConfigError
 
 __all__ = ["SpikeRasterLogger"]
 
@@ -73,8 +74,8 @@ class SpikeRasterLogger(Callback):
     ) -> None:
         super().__init__()
         if num_samples < 1 or max_neurons < 1 or every_n_epochs < 1:
-            raise ValueError(
-                f"num_samples, max_neurons and every_n_epochs must be >= 1, got {num_samples}, {max_neurons}, {every_n_epochs}"
+            raise ConfigError(
+                f"SpikeRasterLogger: num_samples, max_neurons and every_n_epochs must be >= 1, got {num_samples}, {max_neurons}, {every_n_epochs}"
             )
         self.num_samples = int(num_samples)
         self.max_neurons = int(max_neurons)
@@ -97,7 +98,7 @@ class SpikeRasterLogger(Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not callable(getattr(getattr(pl_module, "network", None), "forward", None)):
-            raise ValueError("SpikeRasterLogger needs pl_module.network(spikes, return_all=True) (a SpikingNetwork)")
+            raise ConfigError("SpikeRasterLogger needs pl_module.network(spikes, return_all=True) (a SpikingNetwork)")
 
     # ------------------------------------------------------------------ fixed sample
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:

@@ -17,7 +17,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from hm2bp.checks import number, val_count
 from hm2bp.datamodules.encoding import sample_keys
+from hm2bp.errors import ConfigError
 
 ENV_DATA_DIR = "HM2BP_DATA_DIR"
 
@@ -45,15 +47,21 @@ class IndexedTensorDataset(Dataset):
         return self.x[i], self.y[i], i
 
 
-def seeded_split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
-    """Seeded permutation split of ``range(n)`` into ``(train_idx, val_idx)``."""
-    if not 0 <= val_size < n:
-        raise ValueError(f"val_size must be in [0, {n}), got {val_size}")
+def seeded_split(n: int, val_size: int | float, seed: int, key: str = "data.init_args.val_size",
+                 where: str = "") -> tuple[Tensor, Tensor]:
+    """Seeded permutation split of ``range(n)`` into ``(train_idx, val_idx)``.
+
+    ``val_size`` is a count or a fraction in (0, 1) (:func:`hm2bp.checks.val_count`); both sides get
+    at least one sample, else one :class:`~hm2bp.errors.ConfigError` naming ``key`` (and ``where``
+    the samples came from).
+    """
+    val_size = val_count(key, val_size, n, where)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:].sort().values, perm[:val_size].sort().values
 
 
 _ORDER_SALT = 0x0BDE5A17  # keeps the order hash independent of the encoders' (seed, index, epoch) hash
+_EVAL_SALT = 0x5E1EC7ED  # the evaluation order: independent of every training order
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
@@ -89,6 +97,16 @@ def swap_permutation(n: int, seed: int, epoch: int, swaps: int = 5000) -> Tensor
 ORDERS = ("permutation", "swaps")
 
 
+def evaluation_permutation(n: int, seed: int) -> Tensor:
+    """The fixed order of validation and test: one permutation of ``range(n)`` keyed by ``seed``.
+
+    Datasets stored class by class (N-MNIST, TI46 folders) would otherwise put one class in the
+    first batches, so ``limit_val_batches``/``limit_test_batches`` and the best-checkpoint choice
+    would score that class only. The order is the same in every epoch and run.
+    """
+    return epoch_permutation(n, int(seed) ^ _EVAL_SALT, 0)
+
+
 class ResumableSampler(DistributedSampler):
     """This rank's share of an epoch, as a pure function of ``(seed, epoch, rank, world size)``.
 
@@ -97,8 +115,9 @@ class ResumableSampler(DistributedSampler):
     then dealt round-robin: rank ``r`` takes positions ``r, r + W, r + 2W, ...``. So per-device
     batch ``s`` of every rank holds positions ``[s*G, (s+1)*G)`` of the permutation (``G`` the global
     batch): the union over ranks of step ``s`` is exactly the global batch a single process would see.
-    Evaluation (``shuffle=False, pad=False``): dataset order, dealt round-robin, no padding, so every
-    sample is counted exactly once.
+    Evaluation (``shuffle=False, pad=False``): the fixed :func:`evaluation_permutation` (dataset
+    order with ``permute=False``), dealt round-robin, no padding, so every sample is counted
+    exactly once.
 
     It subclasses ``DistributedSampler`` only so that Lightning does not wrap it in another one
     (``use_distributed_sampler`` may stay on); it shards by itself. ``start`` skips the first
@@ -106,7 +125,7 @@ class ResumableSampler(DistributedSampler):
     """
 
     def __init__(self, length: int, *, shuffle: bool, seed: int = 0, num_replicas: int = 1, rank: int = 0,
-                 pad: bool | None = None, order: str = "permutation") -> None:
+                 pad: bool | None = None, permute: bool = True, order: str = "permutation") -> None:
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"invalid rank {rank} for world size {num_replicas}")
         if order not in ORDERS:
@@ -118,6 +137,7 @@ class ResumableSampler(DistributedSampler):
         self.num_replicas = int(num_replicas)
         self.rank = int(rank)
         self.pad = self.shuffle if pad is None else bool(pad)
+        self.permute = bool(permute)
         self.drop_last = False
         self.epoch = 0
         self.start = 0
@@ -136,12 +156,15 @@ class ResumableSampler(DistributedSampler):
     def indices(self, epoch: int | None = None) -> list[int]:
         """This rank's full index list of ``epoch`` (default: the current one), without skipping."""
         epoch = self.epoch if epoch is None else epoch
-        if not self.shuffle:
-            order = torch.arange(self.length)
-        elif self.order == "swaps":
-            order = swap_permutation(self.length, self.seed, epoch)
+        if self.shuffle:
+            if self.order == "swaps":
+                order = swap_permutation(self.length, self.seed, epoch)
+            else:
+                order = epoch_permutation(self.length, self.seed, epoch)
+        elif self.permute:
+            order = evaluation_permutation(self.length, self.seed)
         else:
-            order = epoch_permutation(self.length, self.seed, epoch)
+            order = torch.arange(self.length)
         if self.pad and self.total_size > self.length:
             reps = -(-self.total_size // max(self.length, 1))
             order = order.repeat(reps)[: self.total_size]  # wrap around, as DistributedSampler pads
@@ -198,9 +221,9 @@ class ResumableDataLoader(DataLoader):
             return
         saved_batch = state.get("global_batch_size")
         if saved_batch is not None and self.global_batch_size is not None and saved_batch != self.global_batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot resume mid-epoch: the checkpoint was written with a global batch of {saved_batch}, "
-                f"this run uses {self.global_batch_size} (data.batch_size must not change on resume)"
+                f"this run uses {self.global_batch_size} (data.init_args.batch_size must not change on resume)"
             )
         epoch, batches = int(state.get("epoch", 0)), int(state.get("batches", 0))
         if batches >= len(self):  # that epoch was complete: the next one starts from its beginning
@@ -216,7 +239,10 @@ class SpikeDataModule(pl.LightningDataModule):
     Args:
         batch_size: global batch size; under DDP each device gets ``batch_size / world_size``.
         num_workers: dataloader workers (results do not depend on it).
-        seed: seed of the validation split and of every encoder.
+        seed: seed of the validation split, of the training and evaluation orders and of every encoder.
+
+    Validation and test batches come in a fixed seeded order (:func:`evaluation_permutation`), never
+    class by class; ``predict`` keeps the dataset order.
     """
 
     num_classes: int
@@ -224,11 +250,10 @@ class SpikeDataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
-        if batch_size <= 0:
-            raise ValueError(f"data.batch_size must be positive, got {batch_size}")
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
+        self.batch_size = number("data.init_args.batch_size", batch_size, low=1, integer=True)
+        self.num_workers = number("data.init_args.num_workers", num_workers, low=0, integer=True,
+                                  hint="0 loads batches in the main process")
+        self.seed = number("data.init_args.seed", seed, low=0, high=2**63 - 1, integer=True)
         self.train_set = self.val_set = self.test_set = None
 
     @property
@@ -242,8 +267,8 @@ class SpikeDataModule(pl.LightningDataModule):
     def per_device_batch_size(self) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batch_size % world:
-            raise ValueError(
-                f"data.batch_size={self.batch_size} is not divisible by the world size {world} "
+            raise ConfigError(
+                f"data.init_args.batch_size={self.batch_size} is not divisible by the world size {world} "
                 f"(devices x nodes); choose a multiple of {world}"
             )
         return self.batch_size // world
@@ -253,16 +278,17 @@ class SpikeDataModule(pl.LightningDataModule):
         t = self.trainer
         return (int(t.world_size), int(t.global_rank)) if t is not None else (1, 0)
 
-    def _loader(self, dataset, shuffle: bool, collate_fn=None) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, collate_fn=None, permute: bool = True) -> DataLoader:
         """A :class:`ResumableDataLoader` over this rank's shard (see :class:`ResumableSampler`).
 
         ``shuffle=True`` (training): the order is a permutation keyed by ``(seed, epoch)``, padded
-        to a multiple of the world size; evaluation: the dataset order, unpadded (exact metrics).
+        to a multiple of the world size; evaluation: the fixed seeded evaluation order (the dataset
+        order with ``permute=False``), unpadded (exact metrics).
         """
         world, rank = self._world()
         batch = self.per_device_batch_size
         sampler = ResumableSampler(
-            len(dataset), shuffle=shuffle, seed=self.seed, num_replicas=world, rank=rank, pad=shuffle,
+            len(dataset), shuffle=shuffle, seed=self.seed, num_replicas=world, rank=rank, pad=shuffle, permute=permute,
             order=getattr(self, "order", "permutation"),
         )
         return ResumableDataLoader(
@@ -285,7 +311,7 @@ class SpikeDataModule(pl.LightningDataModule):
         return self._loader(self.test_set, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        return self._loader(self.test_set, shuffle=False, permute=False)
 
     def to_spikes(self, batch, stage: str):
         """A loader batch on its device -> ``(spikes, labels)`` as ``stage`` (``"train"``, ``"val"``,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hm2bp.datamodules.idx import read_idx
+from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 from hm2bp.datamodules.mnist import MNISTDataModule, download_file, find_idx
 
 # split -> number of classes (Cohen et al. 2017, Table II)
@@ -47,7 +48,7 @@ class EMNISTDataModule(MNISTDataModule):
         self,
         split: str = "balanced",
         data_dir: str | None = None,
-        val_size: int = 5000,
+        val_size: int | float = 5000,
         download: bool = False,
         time_steps: int = 400,
         rate_divisor: float = 5.5,
@@ -57,7 +58,7 @@ class EMNISTDataModule(MNISTDataModule):
         seed: int = 0,
     ) -> None:
         if split not in EMNIST_SPLITS:
-            raise ValueError(f"data.split must be one of {sorted(EMNIST_SPLITS)}, got {split!r}")
+            raise ConfigError(f"data.init_args.split must be one of {sorted(EMNIST_SPLITS)}, got {split!r}")
         super().__init__(data_dir=data_dir, val_size=val_size, download=download, time_steps=time_steps,
                          rate_divisor=rate_divisor, redraw_every_epoch=redraw_every_epoch,
                          batch_size=batch_size, num_workers=num_workers, seed=seed)
@@ -75,7 +76,7 @@ class EMNISTDataModule(MNISTDataModule):
         """Class names from ``emnist-<split>-mapping.txt`` (e.g. ``'0'..'9', 'A'..'Z', 'a', 'b', ...``)."""
         path = self.raw_dir / f"emnist-{self.split}-mapping.txt"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found (it ships with the official EMNIST files)")
+            raise DataNotFoundError(f"{path} not found (it ships with the official EMNIST files)")
         names = {}
         for n, line in enumerate(path.read_text().splitlines(), 1):
             parts = line.split()
@@ -84,10 +85,10 @@ class EMNISTDataModule(MNISTDataModule):
             try:
                 label, codes = int(parts[0]) - self.label_offset, [int(c) for c in parts[1:]]
             except ValueError as err:
-                raise ValueError(f"{path}, line {n}: expected 'label ascii_code...', got {line!r}") from err
+                raise DataError(f"{path}, line {n}: expected 'label ascii_code...', got {line!r}") from err
             names[label] = "/".join(chr(c) for c in codes)
         if sorted(names) != list(range(self.num_classes)):
-            raise ValueError(f"{path} maps labels {sorted(names)[:3]}..., expected 0..{self.num_classes - 1}")
+            raise DataError(f"{path} maps labels {sorted(names)[:3]}..., expected 0..{self.num_classes - 1}")
         return [names[i] for i in range(self.num_classes)]
 
     def prepare_data(self) -> None:
@@ -119,10 +120,10 @@ class EMNISTDataModule(MNISTDataModule):
         label_file = find_idx(self.raw_dir, f"emnist-{self.split}-{part}-labels-idx1-ubyte")
         labels = read_idx(label_file, expected_ndim=1).astype(np.int64) - self.label_offset
         if len(images) != len(labels):
-            raise ValueError(f"{self.raw_dir}: {len(images)} {part} images but {len(labels)} labels")
+            raise DataError(f"{self.raw_dir}: {len(images)} {part} images but {len(labels)} labels; re-download them")
         if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
-            raise ValueError(
+            raise DataError(
                 f"{label_file}: label {bad + self.label_offset} outside the {self.split} split's range "
                 f"{self.label_offset}..{self.num_classes - 1 + self.label_offset}; wrong split or corrupt file"
             )

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hm2bp.errors import DataError, DataNotFoundError
+
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-class IDXFormatError(ValueError):
+class IDXFormatError(DataError):
     """An IDX file is corrupt, truncated or not an IDX file."""
 
 
@@ -18,7 +20,7 @@ def read_idx(path: str | Path, expected_ndim: int | None = None) -> np.ndarray:
     """Read an IDX file (``.gz`` or raw) into a numpy array; errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"IDX file not found: {path}")
+        raise DataNotFoundError(f"IDX file not found: {path}")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:

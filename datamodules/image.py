@@ -7,6 +7,8 @@ or fresh ones every epoch (official CNN runs). Validation and test trains are al
 """
 from __future__ import annotations
 
+from hm2bp.checks import number
+from hm2bp.errors import ConfigError
 from hm2bp.datamodules.base import ORDERS, SpikeDataModule
 from hm2bp.datamodules.encoding import PIXEL_ORDERS, bernoulli_rate, compact_nonzero
 
@@ -43,17 +45,13 @@ class RateCodedImageDataModule(SpikeDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         if order not in ORDERS:
-            raise ValueError(f"data.order must be one of {ORDERS}, got {order!r}")
+            raise ConfigError(f"data.init_args.order must be one of {ORDERS}, got {order!r}")
         self.order = order
         if pixel_order not in PIXEL_ORDERS:
-            raise ValueError(f"data.pixel_order must be one of {PIXEL_ORDERS}, got {pixel_order!r}")
+            raise ConfigError(f"data.init_args.pixel_order must be one of {PIXEL_ORDERS}, got {pixel_order!r}")
         self.pixel_order = pixel_order
-        if time_steps < 2:
-            raise ValueError(f"data.time_steps must be at least 2, got {time_steps}")
-        if rate_divisor < 1:
-            raise ValueError(f"data.rate_divisor must be >= 1 (p <= 1), got {rate_divisor}")
-        self.time_steps = time_steps
-        self.rate_divisor = rate_divisor
+        self.time_steps = number("data.init_args.time_steps", time_steps, low=2, integer=True)
+        self.rate_divisor = number("data.init_args.rate_divisor", rate_divisor, low=1, hint="p = x / (rate_divisor * 255) <= 1")
         self.redraw_every_epoch = redraw_every_epoch
 
     def _stage(self) -> str:
@@ -88,7 +86,10 @@ class RateCodedImageDataModule(SpikeDataModule):
         """A loader batch ``(images, labels, index)`` on its device -> ``(spikes, labels)`` for ``stage``."""
         images, labels, index = batch
         images = self.augment(images, stage)
-        return self.encode(images, index, stage, self.current_epoch()), labels.long()
+        spikes = self.encode(images, index, stage, self.current_epoch())
+        if self.trainer is not None and self.trainer.predicting:
+            return spikes, labels.long(), index  # predictions name their samples
+        return spikes, labels.long()
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         return self.to_spikes(batch, self._stage())

@@ -19,10 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hm2bp.checks import count_or_fraction, number
 from hm2bp.datamodules.augment import random_distortion
 from hm2bp.datamodules.base import IndexedTensorDataset, resolve_data_dir, seeded_split
 from hm2bp.datamodules.idx import read_idx
 from hm2bp.datamodules.image import RateCodedImageDataModule
+from hm2bp.errors import DataError, DataNotFoundError
 
 MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 
@@ -32,7 +34,7 @@ def find_idx(raw_dir: Path, name: str) -> Path:
     for candidate in (raw_dir / name, raw_dir / f"{name}.gz"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise DataNotFoundError(
         f"{raw_dir / name}[.gz] not found. Expected torchvision's layout <data_dir>/{raw_dir.parent.name}/raw/ "
         f"with the IDX files; pass data.data_dir, set $HM2BP_DATA_DIR, or use download: true"
     )
@@ -61,7 +63,7 @@ class MNISTDataModule(RateCodedImageDataModule):
 
     Args:
         data_dir: folder holding ``MNIST/raw`` (default ``$HM2BP_DATA_DIR`` or ``./data``).
-        val_size: training images held out for validation (seeded).
+        val_size: training images held out for validation (seeded): a count, or a fraction in (0, 1).
         download: fetch the four files (md5-checked) in ``prepare_data`` when they are missing.
         time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed: see the base.
         augment: distort every training presentation on the batch's device (official spiking CNN,
@@ -85,7 +87,7 @@ class MNISTDataModule(RateCodedImageDataModule):
     def __init__(
         self,
         data_dir: str | None = None,
-        val_size: int = 5000,
+        val_size: int | float = 5000,
         download: bool = False,
         time_steps: int = 400,
         rate_divisor: float = 5.5,
@@ -103,13 +105,10 @@ class MNISTDataModule(RateCodedImageDataModule):
         super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed, pixel_order,
                          order)
         self.data_dir = resolve_data_dir(data_dir)
-        self.val_size = val_size
+        self.val_size = count_or_fraction("data.init_args.val_size", val_size)
         self.download = download
-        if min(elastic_distortion, scale, rotation) < 0:
-            raise ValueError(
-                f"data augmentation magnitudes must be >= 0, got elastic_distortion={elastic_distortion}, "
-                f"scale={scale}, rotation={rotation}"
-            )
+        for key, value in (("elastic_distortion", elastic_distortion), ("scale", scale), ("rotation", rotation)):
+            number(f"data.init_args.{key}", value, low=0, hint="an augmentation magnitude (0 turns it off)")
         self.augment_train = augment  # (``augment`` is the hook method of the base class)
         self.augment_magnitudes = dict(elastic=elastic_distortion, scale=scale, rotation=rotation)
         self._batch_index = None
@@ -133,23 +132,27 @@ class MNISTDataModule(RateCodedImageDataModule):
                 except OSError as err:
                     errors.append(f"{mirror}: {err}")
             else:
-                raise RuntimeError(f"could not download {name}.gz: " + "; ".join(errors))
+                raise DataNotFoundError(f"could not download {name}.gz: " + "; ".join(errors))
 
     def load_split(self, train: bool) -> tuple[np.ndarray, np.ndarray]:
         prefix = "train" if train else "t10k"
         images = read_idx(find_idx(self.raw_dir, f"{prefix}-images-idx3-ubyte"), expected_ndim=3)
-        labels = read_idx(find_idx(self.raw_dir, f"{prefix}-labels-idx1-ubyte"), expected_ndim=1)
+        label_file = find_idx(self.raw_dir, f"{prefix}-labels-idx1-ubyte")
+        labels = read_idx(label_file, expected_ndim=1)
         if len(images) != len(labels):
-            raise ValueError(f"{self.raw_dir}: {len(images)} {prefix} images but {len(labels)} labels")
+            raise DataError(f"{self.raw_dir}: {len(images)} {prefix} images but {len(labels)} labels; re-download them")
         if labels.size and int(labels.max()) >= self.num_classes:
-            raise ValueError(f"{self.raw_dir}: label {int(labels.max())} outside 0..{self.num_classes - 1}")
+            raise DataError(
+                f"{label_file}: label {int(labels.max())} outside 0..{self.num_classes - 1}; the file is corrupt, "
+                "re-download it"
+            )
         return images, labels
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit", "validate") and self.train_set is None:
             x, y = self.load_split(train=True)
             x, y = torch.from_numpy(np.array(x)), torch.from_numpy(y.astype(np.int64))
-            tr, va = seeded_split(len(x), self.val_size, self.seed)
+            tr, va = seeded_split(len(x), self.val_size, self.seed, where=str(self.raw_dir))
             self.train_set = IndexedTensorDataset(x, y, tr)
             self.val_set = IndexedTensorDataset(x, y, va)
         if stage in (None, "test", "predict") and self.test_set is None:

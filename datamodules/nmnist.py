@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hm2bp.checks import number
 from hm2bp.datamodules.base import resolve_data_dir
 from hm2bp.datamodules.events import NMNIST_SIZE, SpikeListDataModule, nmnist_channels_and_steps
+from hm2bp.errors import DataError, DataNotFoundError
 
 
-class NMNISTFormatError(ValueError):
+class NMNISTFormatError(DataError):
     """An N-MNIST ``.bin`` file is truncated or not in the 40-bit event format."""
 
 
@@ -50,7 +52,8 @@ class NMNISTDataModule(SpikeListDataModule):
         time_steps: T (official 540).
         bin_us: bin width in µs (official 600).
         stabilize: subtract the saccade ego-motion first (official: yes).
-        val_size: training samples held out for validation (count, or fraction in (0, 1)).
+        val_size: training samples held out for validation (count, or fraction in (0, 1); the official
+            5000 needs the full 60,000 training files, a fraction such as 0.1 fits a partial folder).
         cache_dir: where encoded samples are cached (default ``$HM2BP_CACHE_DIR`` or ``~/.cache/hm2bp``).
         batch_size, num_workers, seed: see ``SpikeDataModule``.
     """
@@ -72,10 +75,8 @@ class NMNISTDataModule(SpikeListDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(time_steps, val_size, cache_dir, batch_size, num_workers, seed)
-        if bin_us <= 0:
-            raise ValueError(f"data.bin_us must be positive, got {bin_us}")
         self.data_dir = resolve_data_dir(data_dir)
-        self.bin_us = float(bin_us)
+        self.bin_us = float(number("data.init_args.bin_us", bin_us, low=0, low_open=True))
         self.stabilize = stabilize
 
     def source_root(self) -> Path:
@@ -84,7 +85,7 @@ class NMNISTDataModule(SpikeListDataModule):
     def source_files(self, split: str) -> list[tuple[Path, int]]:
         folder = self.source_root() / ("Train" if split == "train" else "Test")
         if not folder.is_dir():
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"N-MNIST folder {folder} not found. Expected tonic's layout "
                 f"<data_dir>/NMNIST/{{Train,Test}}/<digit>/*.bin (the official Train.zip/Test.zip extracted); "
                 "pass data.data_dir or set $HM2BP_DATA_DIR"
@@ -92,10 +93,10 @@ class NMNISTDataModule(SpikeListDataModule):
         files = []
         for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
             if not sub.name.isdigit():
-                raise ValueError(f"{sub}: N-MNIST class folders must be named by digit (0..9)")
+                raise DataError(f"{sub}: N-MNIST class folders must be named by digit (0..9)")
             files += [(f, int(sub.name)) for f in sorted(sub.glob("*.bin"))]
         if not files:
-            raise FileNotFoundError(f"no .bin files under {folder}/<digit>/")
+            raise DataNotFoundError(f"no .bin files under {folder}/<digit>/")
         return files
 
     def cache_params(self) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hm2bp.errors import DataError, DataNotFoundError
 from hm2bp.datamodules.encoding import BSA_GAIN, BSA_HOLD, BSA_TAPS, BSA_THRESHOLD, bsa_encode
 
 LYON_RATE = 12500  # TI46 sample rate; the authors ran LyonPassiveEar at 12.5 kHz
@@ -27,7 +28,7 @@ LYON_DECIMATION = 200  # -> 62.5 frames/s
 LYON_CHANNELS = 78  # channels LyonPassiveEar gives at 12.5 kHz with its default ear Q and step
 
 
-class AudioFormatError(ValueError):
+class AudioFormatError(DataError):
     """An audio file cannot be read (unsupported format, sample width or truncated)."""
 
 
@@ -83,7 +84,7 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Mono float64 samples in [-1, 1) and the sample rate of a PCM WAV or NIST SPHERE file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"audio file not found: {path}")
+        raise DataNotFoundError(f"audio file not found: {path}")
     data = path.read_bytes()
     if data[:7] == b"NIST_1A":
         x, rate = _read_sphere(path, data)

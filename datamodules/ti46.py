@@ -33,13 +33,14 @@ import numpy as np
 from hm2bp.datamodules.base import resolve_data_dir
 from hm2bp.datamodules.events import SpikeListDataModule
 from hm2bp.datamodules.speech import LYON_CHANNELS, SpeechEncoder
+from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 
 LETTERS = list(string.ascii_lowercase)
 AUDIO_NAME = re.compile(r"^0?(?P<letter>[a-z])(?P<speaker>[fm]\d+)(?:set\d+|s\d+t\d+)\.(?:wav|sph)$", re.IGNORECASE)
 SPIKE_NAME = re.compile(r"^(?P<speaker>[fm]\d+)_u(?P<utt>\d+)_c(?P<cls>\d+)\.dat(?:\.gz)?$")
 
 
-class SpikeFileError(ValueError):
+class SpikeFileError(DataError):
     """A spike-list file is not in the ``channel<TAB>step`` format."""
 
 
@@ -96,7 +97,10 @@ class TI46DataModule(SpikeListDataModule):
         seed: int = 0,
     ) -> None:
         if source not in ("spikes", "audio"):
-            raise ValueError(f"data.source must be 'spikes' or 'audio', got {source!r}")
+            raise ConfigError(f"data.init_args.source must be 'spikes' or 'audio', got {source!r}")
+        for u in test_utterances:
+            if isinstance(u, bool) or not isinstance(u, int) or u < 1:
+                raise ConfigError(f"data.init_args.test_utterances must be utterance numbers >= 1, got {list(test_utterances)}")
         super().__init__(time_steps, val_size, cache_dir, batch_size, num_workers, seed)
         self.source = source
         self.data_dir = resolve_data_dir(data_dir)
@@ -108,12 +112,12 @@ class TI46DataModule(SpikeListDataModule):
     def source_root(self) -> Path:
         return self.data_dir / self.folder
 
-    def _missing(self, where: Path) -> FileNotFoundError:
+    def _missing(self, where: Path) -> DataNotFoundError:
         layout = (
             "<data_dir>/TI46_alpha_spikes/<c>/<spk>_u<k>_c<c>.dat[.gz]" if self.source == "spikes"
             else "<data_dir>/TI46/ti_alpha/{train,test}/<spk>/<letter><spk>set<k>.wav (LDC layout)"
         )
-        return FileNotFoundError(f"TI46 {self.source} not found at {where}; expected {layout}. "
+        return DataNotFoundError(f"TI46 {self.source} not found at {where}; expected {layout}. "
                                  "Pass data.data_dir / data.folder or set $HM2BP_DATA_DIR")
 
     def source_files(self, split: str) -> list[tuple[Path, int]]:
@@ -130,7 +134,7 @@ class TI46DataModule(SpikeListDataModule):
                 if m is None:
                     continue
                 if not sub.name.isdigit() or int(m.group("cls")) != int(sub.name):
-                    raise ValueError(f"{f}: class c{m.group('cls')} in the name disagrees with its folder {sub.name!r}")
+                    raise DataError(f"{f}: class c{m.group('cls')} in the name disagrees with its folder {sub.name!r}")
                 if (int(m.group("utt")) in self.test_utterances) == (split == "test"):
                     files.append((f, int(sub.name)))
         if not files:

@@ -22,7 +22,9 @@ import torch
 
 from hm2bp.datamodules.base import resolve_data_dir
 from hm2bp.datamodules.events import SpikeListDataModule
+from hm2bp.checks import number
 from hm2bp.datamodules.speech import LYON_CHANNELS, SpeechEncoder
+from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 
 AUDIO_SUFFIXES = (".wav", ".sph")
 
@@ -76,11 +78,14 @@ class WavFolderDataModule(SpikeListDataModule):
         self.folder = folder
         self.label_regex = re.compile(label_regex) if label_regex else None
         if self.label_regex is not None and "label" not in self.label_regex.groupindex:
-            raise ValueError(f"data.label_regex {label_regex!r} needs a named group (?P<label>...)")
+            raise ConfigError(f"data.init_args.label_regex {label_regex!r} needs a named group (?P<label>...)")
         self.test_regex = re.compile(test_regex) if test_regex else None
-        if not 0 < test_size < 1:
-            raise ValueError(f"data.test_size must be in (0, 1), got {test_size}")
-        self.test_size = test_size
+        self.test_size = number("data.init_args.test_size", test_size, low=0, high=1, low_open=True, high_open=True,
+                                hint="the fraction of files used as test when test_regex is null")
+        for key, value in (("rate", rate), ("decimation", decimation), ("hold", hold), ("taps", taps)):
+            number(f"data.init_args.{key}", value, low=1, integer=True)
+        number("data.init_args.gain", gain, low=0, low_open=True)
+        number("data.init_args.threshold", threshold)
         self.encoder = SpeechEncoder(rate, decimation, gain, hold, taps, threshold)
         self._given_classes = list(classes) if classes is not None else None
         self._classes: list[str] | None = self._given_classes
@@ -95,7 +100,7 @@ class WavFolderDataModule(SpikeListDataModule):
             return path.parent.name
         m = self.label_regex.search(path.name)
         if m is None:
-            raise ValueError(f"{path}: file name does not match data.label_regex {self.label_regex.pattern!r}")
+            raise DataError(f"{path}: file name does not match data.init_args.label_regex {self.label_regex.pattern!r}")
         return m.group("label")
 
     def _scan(self) -> list[tuple[Path, str]]:
@@ -103,14 +108,14 @@ class WavFolderDataModule(SpikeListDataModule):
             root = self.source_root()
             if not root.is_dir():
                 layout = "<label>_*.wav files matched by label_regex" if self.label_regex else "<label>/*.wav sub-folders"
-                raise FileNotFoundError(
+                raise DataNotFoundError(
                     f"audio folder {root} not found; expected {layout} under <data_dir>/{self.folder}. "
                     "Pass data.data_dir / data.folder or set $HM2BP_DATA_DIR"
                 )
             pattern = "*" if self.label_regex is not None else "*/*"
             paths = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not paths:
-                raise FileNotFoundError(f"no .wav/.sph files found as {root}/{pattern}")
+                raise DataNotFoundError(f"no .wav/.sph files found as {root}/{pattern}")
             self._files = [(p, self._label_of(p)) for p in paths]
         return self._files
 
@@ -130,8 +135,8 @@ class WavFolderDataModule(SpikeListDataModule):
         try:
             return self.classes.index(label)
         except ValueError:
-            raise ValueError(
-                f"{path}: label {label!r} is not one of data.classes {self.classes}; "
+            raise DataError(
+                f"{path}: label {label!r} is not one of data.init_args.classes {self.classes}; "
                 "remove the file or add the class"
             ) from None
 

@@ -1,10 +1,16 @@
-"""The bad-input matrix (docs/troubleshooting.md): each case stops with one clear error before any
-training step, and leaves no run folder, config or checkpoint behind."""
+"""The bad-input matrix (docs/troubleshooting.md).
+
+Through the ``hm2bp`` entry point (``main``): each case ends with exit status 2 and exactly one line
+``hm2bp: error: <message naming the key or file>``, before any training work, leaving no run folder
+and no W&B run behind. ``--debug``/``HM2BP_DEBUG`` give the traceback instead. Then the checks of
+the Python API (a plain ``Trainer``) and the numeric failures during training.
+"""
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -12,80 +18,222 @@ from torch import nn
 
 from hm2bp import SpikeCountLoss, SpikingClassifier, SpikingNetwork
 from hm2bp.checkpoint import CorruptCheckpointError
-from hm2bp.cli import cli_main
+from hm2bp.cli import cli_main, main
 from hm2bp.datamodules import DigitsDataModule
+from hm2bp.errors import ConfigError, TrainingDivergedError
+from tests.fakes import fake_mnist, fake_nmnist
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS = REPO / "configs/experiment/digits.yaml"
+MNIST = REPO / "configs/experiment/mnist_mlp.yaml"
+NMNIST = REPO / "configs/experiment/nmnist_mlp.yaml"
+# an active network at T=20 whose counts are reachable (an output neuron fires at most 7 times)
+SMALL = ["--data.init_args.time_steps", "20", "--data.init_args.batch_size", "8",
+         "--model.network.init_args.thresholds", "[5,4]", "--model.network.init_args.target_injection", "6",
+         "--model.loss.init_args.desired", "6", "--model.loss.init_args.undesired", "1",
+         "--model.loss.init_args.margin", "1"]
 
 
-def args(root: Path, config: Path = DIGITS, *extra: str) -> list[str]:
-    return [
-        "fit", "--config", str(config),
-        "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_epochs", "1",
-        "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
-        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-        "--trainer.default_root_dir", str(root), "--test_after_fit", "false",
-        "--data.init_args.time_steps", "20", "--data.init_args.batch_size", "8",
-        *extra,
-    ]
+def fit_args(root: Path, config: Path = DIGITS, *extra: str) -> list[str]:
+    """A tiny fit, logging to W&B (offline), so that a leftover W&B run would show."""
+    return ["fit", "--config", str(config), "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "2",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root), *SMALL, *extra]
 
 
-def nothing_written(root: Path) -> bool:
-    return not root.exists() or not any(root.rglob("*"))
+def nothing_written(tmp_path: Path) -> bool:
+    """No run folder under ``tmp_path/run`` and no W&B run anywhere under ``tmp_path``."""
+    root = tmp_path / "run"
+    no_run = not root.exists() or not any(root.rglob("*"))
+    return no_run and not list(tmp_path.rglob("offline-run-*")) and not list(tmp_path.rglob("run-*.wandb"))
 
 
-def cli_exit_message(capsys, argv) -> str:
+def one_line_error(capsys, argv: list[str]) -> str:
     with pytest.raises(SystemExit) as exc:
-        cli_main(argv)
-    assert exc.value.code != 0
-    return capsys.readouterr().err
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("hm2bp: error: ")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
 
 
-# ----------------------------------------------------------------------------- configuration
-def test_unknown_key_on_the_command_line(tmp_path, capsys):
-    err = cli_exit_message(capsys, args(tmp_path / "run", DIGITS, "--model.learning_rate", "0.1"))
-    assert "unrecognized arguments: --model.learning_rate" in err
-    assert nothing_written(tmp_path / "run")
+# ----------------------------------------------------------------------------- the CLI matrix
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
 
 
-def test_unknown_key_in_a_config_file(tmp_path, capsys):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  learning_rate: 0.1\n")
-    err = cli_exit_message(capsys, args(tmp_path / "run", DIGITS, "--config", str(bad)))
-    assert "does not accept option 'model.learning_rate'" in err
-    assert nothing_written(tmp_path / "run")
+def _other_network_ckpt(tmp_path: Path) -> str:
+    path = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"network.layers.fc1.weight": torch.zeros(50, 64),
+                               "network.layers.output.weight": torch.zeros(10, 50)}, "global_step": 0}, path)
+    return str(path)
 
 
-def test_wrong_type(tmp_path, capsys):
-    err = cli_exit_message(capsys, args(tmp_path / "run", DIGITS, "--data.init_args.batch_size", "sixteen"))
-    assert "batch_size" in err and "Expected a <class 'int'>" in err
-    assert nothing_written(tmp_path / "run")
+def _file_parent(tmp_path: Path) -> str:
+    (tmp_path / "a_file").write_text("not a folder")
+    return str(tmp_path / "a_file" / "runs")
 
 
-# ----------------------------------------------------------------------------- data
-def test_missing_data_directory(tmp_path, monkeypatch):
+def _old_checkpoints(tmp_path: Path) -> str:
+    folder = tmp_path / "shared_ckpts"
+    folder.mkdir()
+    (folder / "last.ckpt").write_bytes(b"from an earlier run")
+    return _write(tmp_path, "cb.yaml", "trainer:\n  callbacks:\n    - class_path: pytorch_lightning.callbacks.ModelCheckpoint\n"
+                  f"      init_args: {{dirpath: '{folder}', monitor: val/acc, mode: max, save_last: true}}\n")
+
+
+CASES = {
+    # configuration: keys, types, files
+    "unknown key on the command line": (lambda t: ["--model.learning_rate", "0.1"],
+                                        r"unrecognized arguments: --model\.learning_rate 0\.1"),
+    "unknown key in a config file": (lambda t: ["--config", _write(t, "bad.yaml", "model:\n  learning_rate: 0.1\n")],
+                                     r"does not accept option 'model\.learning_rate'"),
+    "wrong type": (lambda t: ["--data.init_args.batch_size", "sixteen"],
+                   r"data\.batch_size: Expected a <class 'int'>\. Got value: sixteen"),
+    "config file that is not YAML": (lambda t: ["--config", _write(t, "syntax.yaml", "model: [unclosed\n")],
+                                     r"syntax\.yaml: not valid YAML \(.*\); fix the file"),
+    "missing config file": (lambda t: ["--config", str(t / "nope.yaml")], r"config: File does not exist: .*nope\.yaml"),
+    "unknown datamodule class": (lambda t: ["--data.class_path", "nope.Module"], r"data: No module named 'nope'"),
+    # model
+    "network input size": (lambda t: ["--model.network.init_args.spec", "784-100-10"],
+                           r"network takes 784 inputs but the datamodule provides 64; fix model\.network\.init_args\.spec"),
+    "class count": (lambda t: ["--model.network.init_args.spec", "64-100-7"],
+                    r"network has 7 outputs but the datamodule has 10 classes"),
+    "unparsable spec": (lambda t: ["--model.network.init_args.spec", "64-xx-10"],
+                        r"model\.network\.init_args\.spec: network spec '64-xx-10': cannot parse layer token 'xx'"),
+    "NaN threshold in YAML": (lambda t: ["--config", _write(t, "nan.yaml", "model:\n  network:\n    init_args:\n"
+                                                                          "      thresholds: [.nan, 4]\n")],
+                              r"model\.network\.init_args\.thresholds\[0\]=nan must be a positive finite number"),
+    "negative threshold": (lambda t: ["--model.network.init_args.thresholds", "[5,-4]"],
+                           r"thresholds\[1\]=-4\.0 must be a positive finite number"),
+    "desired count unreachable at T": (lambda t: ["--model.loss.init_args.desired", "17.5"],
+                                       r"model\.loss\.init_args\.desired=17\.5 is unreachable at T=20: .* at most 7 times"),
+    "injected count unreachable at T": (lambda t: ["--model.network.init_args.target_injection", "9"],
+                                        r"model\.network\.init_args\.target_injection=9 is unreachable at T=20"),
+    "undesired above desired": (lambda t: ["--model.loss.init_args.undesired", "6"],
+                                r"model\.loss\.init_args\.desired=6\.0 must exceed model\.loss\.init_args\.undesired=6\.0"),
+    "negative margin": (lambda t: ["--model.loss.init_args.margin", "-1"], r"model\.loss\.init_args\.margin=-1\.0 must be >= 0"),
+    "zero learning rate": (lambda t: ["--model.lr", "0"], r"model\.lr=0\.0 must be > 0"),
+    "momentum of 1.5": (lambda t: ["--model.momentum", "1.5"], r"model\.momentum=1\.5 must be < 1"),
+    "unknown optimizer": (lambda t: ["--model.optimizer", "adamw"], r"model\.optimizer must be 'adam' or 'sgd', got 'adamw'"),
+    # data values
+    "negative val_size": (lambda t: ["--data.init_args.val_size", "-5"], r"data\.init_args\.val_size=-5 must be > 0"),
+    "val_size beyond the data": (lambda t: ["--data.init_args.val_size", "1500"],
+                                 r"data\.init_args\.val_size \+ data\.init_args\.test_size = 1500 \+ 360 leaves no training"),
+    "negative num_workers": (lambda t: ["--data.init_args.num_workers", "-1"], r"data\.init_args\.num_workers=-1 must be >= 0"),
+    "zero batch size": (lambda t: ["--data.init_args.batch_size", "0"], r"data\.init_args\.batch_size=0 must be >= 1"),
+    "one time step": (lambda t: ["--data.init_args.time_steps", "1"], r"data\.init_args\.time_steps=1 must be >= 2"),
+    "rate divisor below 1": (lambda t: ["--data.init_args.rate_divisor", "0.5"],
+                             r"data\.init_args\.rate_divisor=0\.5 must be >= 1"),
+    # trainer and world
+    "batch not divisible by the world size": (
+        lambda t: ["--data.init_args.batch_size", "10", "--trainer.strategy", "ddp", "--trainer.devices", "2",
+                   "--trainer.num_nodes", "2"],
+        r"data\.init_args\.batch_size=10 is the global batch and must be divisible by the world size 4 "
+        r"\(trainer\.devices x trainer\.num_nodes = 2 x 2\)"),
+    "zero devices": (lambda t: ["--trainer.devices", "0"], r"`Trainer\(devices='0'\)` value is not a valid input"),
+    "accumulate_grad_batches 0": (lambda t: ["--trainer.accumulate_grad_batches", "0"],
+                                  r"trainer\.accumulate_grad_batches=0 must be >= 1"),
+    "val_check_interval beyond an epoch": (lambda t: ["--trainer.val_check_interval", "1000"],
+                                           r"trainer\.val_check_interval=1000 is more than the 2 training batches"),
+    # checkpoints
+    "missing checkpoint": (lambda t: ["--ckpt_path", str(t / "nope.ckpt")], r"--ckpt_path .*nope\.ckpt: no such checkpoint file"),
+    "corrupt checkpoint": (lambda t: ["--ckpt_path", _write(t, "broken.ckpt", "this is not a checkpoint")],
+                           r"cannot read checkpoint .*broken\.ckpt: the file is corrupt or truncated"),
+    "checkpoint of another network": (lambda t: ["--ckpt_path", _other_network_ckpt(t)],
+                                      r"parameter 'network\.layers\.fc1\.weight' has shape \(50, 64\), this network's has "
+                                      r"\(100, 64\)"),
+    "explicit dirpath holding another run's checkpoints": (
+        lambda t: ["--config", _old_checkpoints(t)],
+        r"trainer\.callbacks\[0\]\.init_args\.dirpath=.*shared_ckpts already holds checkpoints of another run"),
+    # output
+    "output folder that cannot be created": (lambda t: ["--trainer.default_root_dir", _file_parent(t)],
+                                             r"cannot create the run folder .*a_file/runs/.*; set trainer\.default_root_dir"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cli_bad_input_is_one_line_before_any_work(case, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    missing = tmp_path / "no_such_dir"
-    argv = args(tmp_path / "run", REPO / "configs/experiment/mnist_mlp.yaml",
-                "--data.init_args.data_dir", str(missing), "--trainer.callbacks", "[]")
-    with pytest.raises(FileNotFoundError, match=r"no_such_dir/MNIST/raw/train-images-idx3-ubyte\[\.gz\] not found"):
-        cli_main(argv)
-    assert nothing_written(tmp_path / "run") and not missing.exists()
+    make, pattern = CASES[case]
+    line = one_line_error(capsys, fit_args(tmp_path / "run", DIGITS, *make(tmp_path)))
+    assert __import__("re").search(pattern, line), line
+    assert nothing_written(tmp_path)
 
 
-def test_network_input_size_does_not_match_the_data(tmp_path):
+def test_missing_data_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(capsys, fit_args(tmp_path / "run", MNIST, "--data.init_args.data_dir", str(tmp_path / "no_such_dir")))
+    assert "no_such_dir/MNIST/raw/train-images-idx3-ubyte[.gz] not found" in line
+    assert nothing_written(tmp_path) and not (tmp_path / "no_such_dir").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated test images", "test label 12"])
+def test_bad_test_split_fails_before_training(damage, tmp_path, capsys, monkeypatch):
+    """test_after_fit reads and checks the test split before the first training step."""
+    monkeypatch.chdir(tmp_path)
+    labels = np.array([0, 1, 12, 3] * 4) if damage == "test label 12" else None
+    data = fake_mnist(tmp_path / "data", test_labels=labels)
+    if damage == "truncated test images":
+        f = data / "MNIST/raw/t10k-images-idx3-ubyte"
+        f.write_bytes(f.read_bytes()[:-100])
+    line = one_line_error(capsys, fit_args(tmp_path / "run", MNIST, "--data.init_args.data_dir", str(data),
+                                           "--data.init_args.val_size", "8", "--test_after_fit", "true"))
+    want = ("t10k-images-idx3-ubyte is truncated or padded" if damage == "truncated test images"
+            else "t10k-labels-idx1-ubyte: label 12 outside 0..9")
+    assert want in line
+    assert nothing_written(tmp_path)
+
+
+def test_val_size_that_does_not_fit_a_partial_folder_names_the_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = fake_nmnist(tmp_path / "data")  # 4 training files; the config asks for 5000 validation samples
+    line = one_line_error(capsys, fit_args(tmp_path / "run", NMNIST, "--data.init_args.data_dir", str(data),
+                                           "--data.init_args.cache_dir", str(tmp_path / "cache")))
+    assert "data.init_args.val_size=5000 leaves no training samples: 4 training samples were found under" in line
+    assert "or a fraction such as 0.1" in line
+    assert nothing_written(tmp_path)
+
+
+def test_unwritable_cache_folder_names_the_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = fake_nmnist(tmp_path / "data")
+    line = one_line_error(capsys, fit_args(tmp_path / "run", NMNIST, "--data.init_args.data_dir", str(data),
+                                           "--data.init_args.val_size", "1", "--data.init_args.cache_dir",
+                                           _file_parent(tmp_path)))
+    assert "cannot write the spike cache" in line and "data.init_args.cache_dir" in line
+    assert nothing_written(tmp_path)
+
+
+def test_last_checkpoint_for_test_without_any_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["test", "--config", str(DIGITS), "--trainer.default_root_dir", str(tmp_path / "run"), *SMALL,
+            "--ckpt_path", "last"]
+    line = one_line_error(capsys, argv)
+    assert "--ckpt_path last: no run with a checkpoint under" in line
+    assert nothing_written(tmp_path)
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"model\.lr=0\.0 must be > 0"):
+        main(fit_args(tmp_path / "run", DIGITS, "--model.lr", "0", "--debug"))
+    monkeypatch.setenv("HM2BP_DEBUG", "1")
+    with pytest.raises(ConfigError, match=r"model\.lr=0\.0 must be > 0"):
+        main(fit_args(tmp_path / "run", DIGITS, "--model.lr", "0"))
+
+
+def test_cli_main_raises_the_error_itself(tmp_path):
+    """The Python entry point raises (tests and scripts see the exception type); only main() prints."""
     with pytest.raises(ValueError, match="network takes 784 inputs but the datamodule provides 64"):
-        cli_main(args(tmp_path / "run", DIGITS, "--model.network.init_args.spec", "784-100-10"))
-    assert nothing_written(tmp_path / "run")
+        cli_main(fit_args(tmp_path / "run", DIGITS, "--model.network.init_args.spec", "784-100-10"))
+    assert nothing_written(tmp_path)
 
 
-def test_class_count_does_not_match_the_data(tmp_path):
-    with pytest.raises(ValueError, match="network has 7 outputs but the datamodule has 10 classes"):
-        cli_main(args(tmp_path / "run", DIGITS, "--model.network.init_args.spec", "64-100-7"))
-    assert nothing_written(tmp_path / "run")
-
-
+# ----------------------------------------------------------------------------- Python API with a plain Trainer
 def _model(time_steps=20, lr=5e-3, optimizer="adam", loss=None) -> SpikingClassifier:
     pl.seed_everything(0, verbose=False)
     net = SpikingNetwork("64-100-10", thresholds=[5.0, 4.0], output_lateral_inhibition=1.0, target_injection=6.0)
@@ -110,18 +258,17 @@ class StepCounter(pl.Callback):
 
 def test_time_steps_mismatch_before_training(tmp_path):
     counter = StepCounter()
-    with pytest.raises(ValueError, match="T mismatch: the datamodule produces T=20 time steps but the model was built for T=30"):
+    with pytest.raises(ConfigError, match="T mismatch: the datamodule produces T=20 time steps but the model was built for T=30"):
         _trainer(tmp_path / "run", callbacks=[counter]).fit(_model(time_steps=30), DigitsDataModule(time_steps=20, batch_size=8))
-    assert counter.steps == 0 and nothing_written(tmp_path / "run")
+    assert counter.steps == 0 and not (tmp_path / "run").exists()
 
 
-def test_batch_not_divisible_by_world_size_before_launch(tmp_path):
-    # raised by the CLI before DDP starts any process (safe inside pytest)
-    with pytest.raises(ValueError, match=r"data.batch_size=10 is the global batch and must be divisible by the world size 4 "
-                                         r"\(trainer.devices x trainer.num_nodes = 2 x 2\)"):
-        cli_main(args(tmp_path / "run", DIGITS, "--data.init_args.batch_size", "10", "--trainer.strategy", "ddp",
-                      "--trainer.devices", "2", "--trainer.num_nodes", "2"))
-    assert nothing_written(tmp_path / "run")
+def test_unreachable_counts_without_the_cli(tmp_path):
+    """SpikingClassifier built without T checks the counts against the datamodule's T in setup."""
+    counter = StepCounter()
+    with pytest.raises(ConfigError, match=r"desired=6 is unreachable at T=10"):
+        _trainer(tmp_path / "run", callbacks=[counter]).fit(_model(time_steps=None), DigitsDataModule(time_steps=10, batch_size=8))
+    assert counter.steps == 0
 
 
 def test_batch_not_divisible_by_world_size_in_the_datamodule():
@@ -131,16 +278,38 @@ def test_batch_not_divisible_by_world_size_in_the_datamodule():
         world_size, global_rank = 4, 0
 
     dm.trainer = FakeTrainer()
-    with pytest.raises(ValueError, match="data.batch_size=10 is not divisible by the world size 4"):
+    with pytest.raises(ConfigError, match=r"data\.init_args\.batch_size=10 is not divisible by the world size 4"):
         dm.per_device_batch_size
 
 
-# ----------------------------------------------------------------------------- numerics
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(val_size=-1), r"val_size=-1 must be > 0"),
+    (dict(val_size=0), r"val_size=0 must be > 0"),
+    (dict(test_size=True), r"test_size must be a number, got True"),
+    (dict(val_size=2.5), r"val_size must be a whole number, got 2\.5"),
+    (dict(val_size=float("nan")), r"val_size must be a finite number, got nan"),
+    (dict(num_workers=-2), r"num_workers=-2 must be >= 0"),
+    (dict(rate_divisor=float("nan")), r"rate_divisor must be a finite number"),
+])
+def test_digits_values_are_range_checked(kwargs, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        DigitsDataModule(**kwargs).setup("fit")
+
+
+def test_digits_splits_never_overlap_for_any_valid_size():
+    for val, test in ((1, 1), (0.5, 0.4), (900, 896)):
+        dm = DigitsDataModule(val_size=val, test_size=test)
+        dm.setup("fit")
+        sets = [set(s.indices.tolist()) for s in (dm.train_set, dm.val_set, dm.test_set)]
+        assert all(sets) and not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+
+
+# ----------------------------------------------------------------------------- numerics during training
 def test_nan_in_the_weights_names_the_layer(tmp_path):
     model = _model()
     with torch.no_grad():
         model.network.layers["fc1"].weight[3, 5] = math.nan
-    with pytest.raises(FloatingPointError, match=r"'network\.layers\.fc1\.weight'"):
+    with pytest.raises(TrainingDivergedError, match=r"'network\.layers\.fc1\.weight'"):
         _trainer(tmp_path / "run", num_sanity_val_steps=0).fit(model, DigitsDataModule(time_steps=20, batch_size=8))
     assert model.global_step == 0  # stopped before the first update
 
@@ -172,7 +341,6 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
             _model(loss=NaNLoss()), DigitsDataModule(time_steps=20, batch_size=8))
 
 
-# ----------------------------------------------------------------------------- checkpoints
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_corrupt_checkpoint_is_named(tmp_path, damage):
     ckpt = tmp_path / "broken.ckpt"
@@ -186,11 +354,29 @@ def test_corrupt_checkpoint_is_named(tmp_path, damage):
         data = (tmp_path / "good.ckpt").read_bytes()
         ckpt.write_bytes(data[: len(data) // 2])
     with pytest.raises(CorruptCheckpointError, match=rf"cannot read checkpoint {ckpt}: the file is corrupt or truncated"):
-        cli_main(args(tmp_path / "run", DIGITS, "--ckpt_path", str(ckpt)))
-    assert nothing_written(tmp_path / "run")
+        cli_main(fit_args(tmp_path / "run", DIGITS, "--ckpt_path", str(ckpt)))
+    assert not (tmp_path / "run").exists()
 
 
-def test_missing_checkpoint_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--ckpt_path .*nope.ckpt: no such checkpoint file"):
-        cli_main(args(tmp_path / "run", DIGITS, "--ckpt_path", str(tmp_path / "nope.ckpt")))
-    assert nothing_written(tmp_path / "run")
+RAISER = '''
+import pytorch_lightning as pl
+from hm2bp.errors import ConfigError
+
+
+class Raiser(pl.Callback):
+    """Fails once the run folder and the W&B run exist, before the first training step."""
+
+    def on_train_start(self, trainer, pl_module):
+        raise ConfigError("late check failed; fix the late value")
+'''
+
+
+def test_failure_after_the_run_folder_exists_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """A known error raised inside fit, before any training step: the W&B run is finished and the
+    freshly made run folder (with its W&B run) is removed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raiser_cb.py").write_text(RAISER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    line = one_line_error(capsys, fit_args(tmp_path / "run", DIGITS, "--trainer.callbacks+=raiser_cb.Raiser"))
+    assert line == "hm2bp: error: late check failed; fix the late value"
+    assert nothing_written(tmp_path)

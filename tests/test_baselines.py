@@ -124,6 +124,9 @@ def test_network_interface_mirrors_spiking_network():
 def test_digits_bptt_config_fits_through_cli(tmp_path):
     config = str(REPO / "configs" / "experiment" / "digits_bptt.yaml")
     common = ["--data.init_args.time_steps", "30", "--trainer.default_root_dir", str(tmp_path),
+              # counts reachable at T=30 (at most 10 spikes with refractory 2)
+              "--model.loss.init_args.desired", "8", "--model.loss.init_args.undesired", "1",
+              "--model.loss.init_args.margin", "1",
               "--trainer.logger.init_args.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false"]
     # same seed_everything -> same initial weights as the fit run below
     w0 = cli_main(["--config", config, *common], run=False).model.network.layers["fc1"].weight.detach().clone()

@@ -8,6 +8,7 @@ import torch
 
 from hm2bp.cli import cli_main
 from hm2bp.datamodules import DigitsDataModule
+from tests.helpers import count_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +22,7 @@ def _fit(tmp_path: Path, name: str):
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.default_root_dir", str(root), "--test_after_fit", "false",
         "--data.init_args.time_steps", "30", "--data.init_args.batch_size", "8",
-        "--model.network.init_args.thresholds", "[5,4]",
+        "--model.network.init_args.thresholds", "[5,4]", *count_args(30),
     ])
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
     return metrics, {k: v.clone() for k, v in cli.model.network.state_dict().items()}

@@ -1,6 +1,7 @@
-"""Kill and resume: a real CLI run killed by SIGKILL mid-epoch, restarted with ``--ckpt_path last``,
-ends with exactly the metrics and weights of an uninterrupted run. Plus the loader state round trip
-and atomic checkpoint writes."""
+"""Kill and resume: a real CLI run killed mid-epoch (SIGKILL, or Ctrl-C, which saves a checkpoint first),
+restarted with ``--ckpt_path last``, ends with exactly the metrics and weights of an uninterrupted run,
+in the same run folder. A finished run extended with a larger ``max_epochs`` equals a longer run.
+Plus the loader state round trip and atomic checkpoint writes."""
 from __future__ import annotations
 
 import os
@@ -8,64 +9,128 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from hm2bp.checkpoint import TMP_MARK, atomic_torch_save
+from hm2bp.cli import cli_main
 from hm2bp.datamodules import DigitsDataModule
-from tests.test_ddp import (
-    EPOCHS, STEPS_PER_EPOCH, cli_env, final_metrics, fit_args, network_weights, reference_run, run_cli,  # noqa: F401
+from tests.test_ddp import (  # noqa: F401
+    EPOCHS, STEPS_PER_EPOCH, cli_env, final_metrics, fit_args, network_weights, reference_run, run_cli, run_folder,
+    run_folders,
 )
 
-THROTTLE = '''
+PROGRESS = '''
+import os
 import time
 import pytorch_lightning as pl
 
 
-class Throttle(pl.Callback):
-    """Slows training down so that the parent can kill it mid-epoch (sleeping changes no number)."""
+class Progress(pl.Callback):
+    """Slows training down and reports the step, so that the parent can stop it mid-epoch
+    (sleeping changes no number)."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        with open(os.environ["HM2BP_TEST_PROGRESS"], "w") as f:
+            f.write(str(trainer.global_step))
         time.sleep(0.4)
 '''
+COMPARED = ("val/acc", "val/loss", "val/silent_output", "train/acc_epoch", "train/loss_epoch",
+            "train/acc_step", "train/loss_step", "train/silent_output", "train/lr")
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, reference_run):
-    ref_metrics, ref_weights, ref_step = reference_run
-    (tmp_path / "throttle_cb.py").write_text(THROTTLE)
-    ckpt_dir = tmp_path / "ckpt"
-    last = ckpt_dir / "last.ckpt"
-    throttle = "    - class_path: throttle_cb.Throttle\n"
-    args = fit_args(tmp_path / "a", ckpt_dir, tmp_path / "logs_a", extra_callbacks=throttle)
-    proc = subprocess.Popen([sys.executable, "-m", "hm2bp.cli", *args], cwd=tmp_path, env=cli_env(tmp_path),
+def _start_and_stop(tmp_path: Path, root: Path, sig: int, every_n_train_steps: int) -> tuple[subprocess.Popen, Path]:
+    """Start a throttled fit under ``root``; once it has done 2 steps (and, with SIGKILL, written a
+    checkpoint), send ``sig``. Returns the finished process and its run folder."""
+    (tmp_path / "progress_cb.py").write_text(PROGRESS)
+    progress = tmp_path / "progress.txt"
+    env = dict(cli_env(tmp_path), HM2BP_TEST_PROGRESS=str(progress))
+    args = fit_args(root, extra_callbacks="    - class_path: progress_cb.Progress\n",
+                    every_n_train_steps=every_n_train_steps)
+    proc = subprocess.Popen([sys.executable, "-m", "hm2bp.cli", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
-        while not last.exists():  # first mid-epoch checkpoint (step 2 of 6)
-            assert proc.poll() is None, f"run ended before its first checkpoint:\n{proc.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
+
+        def ready() -> bool:
+            step = int(progress.read_text() or 0) if progress.exists() else 0
+            if sig == signal.SIGKILL:
+                return bool(list(root.glob("*/checkpoints/last.ckpt")))
+            return step >= 2
+
+        while not ready():
+            assert proc.poll() is None, f"run ended early:\n{proc.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "no progress within 180 s"
             time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    proc.stderr_text = err if sig != signal.SIGKILL else ""
+    return proc, run_folder(root)
+
+
+def _resume_and_compare(tmp_path: Path, root: Path, run: Path, reference) -> str:
+    ref_metrics, ref_weights, ref_step = reference
+    resumed = run_cli(fit_args(root) + ["--ckpt_path", "last"], cwd=tmp_path)
+    assert run_folders(root) == [run]  # resumed in its own folder, no second run
+    last = run / "checkpoints" / "last.ckpt"
+    metrics, weights = final_metrics(run), network_weights(last)
+    assert torch.load(last, weights_only=True)["global_step"] == ref_step == EPOCHS * STEPS_PER_EPOCH
+    for key in COMPARED:
+        assert metrics[key] == ref_metrics[key], (key, metrics[key], ref_metrics[key])
+    for k in ref_weights:
+        assert torch.equal(weights[k], ref_weights[k]), (k, (weights[k] - ref_weights[k]).abs().max())
+    return resumed.stderr
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, reference_run):
+    root = tmp_path / "exp"
+    proc, run = _start_and_stop(tmp_path, root, signal.SIGKILL, every_n_train_steps=2)
     assert proc.returncode == -signal.SIGKILL
-    saved = torch.load(last, map_location="cpu", weights_only=True)
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     step = int(saved["global_step"])
     assert 0 < step < STEPS_PER_EPOCH, f"killed at step {step}: not mid-epoch"
     assert saved["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["batches"] == step
+    log = _resume_and_compare(tmp_path, root, run, reference_run)
+    assert f"--ckpt_path last: {run}/checkpoints/last.ckpt (global step {step}) of run {run}" in log
 
-    resumed = fit_args(tmp_path / "b", ckpt_dir, tmp_path / "logs_b") + ["--ckpt_path", "last"]
-    run_cli(resumed, cwd=tmp_path)
-    metrics = final_metrics(tmp_path / "logs_b")
-    weights = network_weights(last)
-    assert torch.load(last, weights_only=True)["global_step"] == ref_step == EPOCHS * STEPS_PER_EPOCH
-    for key in ("val/acc", "val/loss", "val/silent_output", "train/acc_epoch", "train/loss_epoch",
-                "train/acc_step", "train/loss_step", "train/silent_output"):
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, reference_run):
+    """No periodic checkpoint before the interrupt (every 100 steps): the one resumed from is Ctrl-C's."""
+    root = tmp_path / "exp"
+    proc, run = _start_and_stop(tmp_path, root, signal.SIGINT, every_n_train_steps=100)
+    assert proc.returncode == 1, proc.stderr_text[-3000:]
+    last = run / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    step = int(saved["global_step"])
+    assert 2 <= step < STEPS_PER_EPOCH, f"saved at step {step}: not mid-epoch"
+    assert f"Saved {last} at global step {step}; continue with --ckpt_path last" in proc.stderr_text
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+    _resume_and_compare(tmp_path, root, run, reference_run)
+
+
+@pytest.mark.parametrize("budget", ["max_epochs", "max_steps"])
+def test_extending_a_finished_run_equals_the_longer_run(budget, tmp_path, reference_run, monkeypatch):
+    """1 epoch (or 4 steps), then --ckpt_path last with the full budget: the numbers of an
+    uninterrupted 2-epoch run."""
+    ref_metrics, ref_weights, ref_step = reference_run
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    root = tmp_path / "exp"
+    short = fit_args(root, epochs=1) if budget == "max_epochs" else fit_args(root) + ["--trainer.max_steps", "4"]
+    first = cli_main(short)
+    assert first.trainer.global_step == (STEPS_PER_EPOCH if budget == "max_epochs" else 4)
+    longer = cli_main(fit_args(root, epochs=EPOCHS) + ["--ckpt_path", "last"])
+    run = run_folder(root)
+    assert longer.trainer.global_step == ref_step
+    metrics = final_metrics(run)
+    for key in COMPARED:
         assert metrics[key] == ref_metrics[key], (key, metrics[key], ref_metrics[key])
+    weights = network_weights(run / "checkpoints" / "last.ckpt")
     for k in ref_weights:
         assert torch.equal(weights[k], ref_weights[k]), (k, (weights[k] - ref_weights[k]).abs().max())
 

@@ -20,10 +20,16 @@ import torch
 from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from hm2bp.errors import HM2BPError
+
 TMP_MARK = ".tmp-"  # temporary name: <final name>.tmp-<random>; never matches *.ckpt
 
 
-class CorruptCheckpointError(RuntimeError):
+class CheckpointNotFoundError(HM2BPError, FileNotFoundError):
+    """A checkpoint file (``--ckpt_path``) does not exist."""
+
+
+class CorruptCheckpointError(HM2BPError, RuntimeError):
     """A checkpoint file exists but cannot be read."""
 
 
@@ -69,7 +75,7 @@ def load_checkpoint_file(path, map_location=None, weights_only: bool | None = Tr
     """``torch.load`` with one clear error naming the file when it is missing, truncated or not a checkpoint."""
     fs = get_filesystem(path)
     if not fs.exists(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
+        raise CheckpointNotFoundError(f"checkpoint file not found: {path}")
     try:
         with fs.open(path, "rb") as f:
             ckpt = torch.load(f, map_location=map_location, weights_only=True if weights_only is None else weights_only)

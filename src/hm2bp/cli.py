@@ -1,40 +1,84 @@
 """``hm2bp`` command line: LightningCLI with OmegaConf interpolation (``parser_mode="omegaconf+"``).
 
     hm2bp fit --config configs/experiment/digits.yaml
-    hm2bp test --config configs/experiment/mnist_mlp.yaml --ckpt_path path/to/best.ckpt
+    hm2bp fit --config configs/experiment/digits.yaml --ckpt_path last      # resume the latest run
+    hm2bp test --config configs/experiment/digits.yaml --ckpt_path best     # its best checkpoint
+    hm2bp predict --config configs/experiment/digits.yaml --ckpt_path best  # -> predictions.csv
 
 Values that must agree between data and model (input size, class count, T) are linked from
 the instantiated datamodule into ``SpikingClassifier`` (``num_inputs``, ``num_classes``,
 ``time_steps``), which checks them against the network with one clear error.
-``--test_after_fit true`` tests the best checkpoint once ``fit`` ends and prints the accuracy.
+``--test_after_fit true`` tests the best checkpoint once ``fit`` ends, in the same run and W&B run.
 
-Checks made before any process is launched or file written (docs/troubleshooting.md): the global
-``data.batch_size`` must split evenly over ``devices x num_nodes``; a ``--ckpt_path`` file must be
-a readable checkpoint (checked when the command line is parsed). Checkpoints are written atomically (``hm2bp.checkpoint.AtomicCheckpointIO``).
+Run folders (:mod:`hm2bp.runs`): every ``fit`` writes its checkpoints, ``config.yaml`` and logs into
+a new folder ``<trainer.default_root_dir>/<date>-<time>-<hex>``; ``--ckpt_path last`` resumes the
+experiment's latest run in its own folder (and says which); ``validate``/``test``/``predict`` of a
+run's checkpoint write into ``<run>/<command>-<date>-<time>-<hex>``. A ``ModelCheckpoint`` with an
+explicit ``dirpath`` keeps it, but may not write over another run's checkpoints there.
+
+Checks made before any process is launched or anything is written (docs/troubleshooting.md): every
+configured value, the ``--ckpt_path`` file (readable, and made for this network), the global
+``data.init_args.batch_size`` against ``devices x num_nodes``, every data split the command will use
+(train and validation, and test when ``test_after_fit``), and the output folder. Errors the user
+can fix print as one line and exit with status 2 (:mod:`hm2bp.cli_errors`); a fit that fails before
+its first step leaves no run folder and no W&B run. Ctrl-C during ``fit`` saves ``last.ckpt`` first
+(``hm2bp.callbacks.CheckpointOnInterrupt``). Checkpoints are written atomically
+(``hm2bp.checkpoint.AtomicCheckpointIO``).
 """
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import sys
+import warnings
+from pathlib import Path
 
 import pytorch_lightning as pl
-from jsonargparse import set_parsing_settings
+from jsonargparse import Namespace, set_parsing_settings
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from hm2bp.checkpoint import AtomicCheckpointIO, load_checkpoint_file
+from hm2bp import runs
+from hm2bp.callbacks.interrupt import CheckpointOnInterrupt
+from hm2bp.callbacks.predictions import PredictionWriter
+from hm2bp.checkpoint import AtomicCheckpointIO, CheckpointNotFoundError, load_checkpoint_file
+from hm2bp.cli_config import RunConfig, redirect_loggers
+from hm2bp.cli_errors import EXIT_USAGE, debug_requested, is_known, one_line
+from hm2bp.checks import number
+from hm2bp.errors import ConfigError, OutputError
 from hm2bp.module import SpikingClassifier
 
 DEFAULT_LOGGER = {
     "class_path": "pytorch_lightning.loggers.WandbLogger",
     "init_args": {"offline": True, "project": "hm2bp", "save_dir": "runs"},
 }
+ENV_RUN_DIR = "HM2BP_RUN_DIR"  # handed by the launching process to the DDP processes Lightning starts
+EVAL_COMMANDS = ("validate", "test", "predict")
+# printed by every command, with nothing for the user to do
+_QUIET_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r"Checkpoint directory .* exists and is not empty",  # a resumed run's own folder (other runs cannot get there)
+)
+_QUIET_INFO = ("💡 Tip:",)
 
 
 class HM2BPCLI(LightningCLI):
-    """LightningCLI with data->model links and an optional test after fit."""
+    """LightningCLI with data->model links, run folders, resume by one flag, checks before any work,
+    and an optional test after fit (module docstring)."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        self.run_dir: Path | None = None  # where this command writes
+        self.resumed_from: Path | None = None  # the checkpoint --ckpt_path last/best resolved to
+        self._created: Path | None = None  # a run folder this process made (removed if the run fails before training)
+        self._locks: list[runs.RunLock] = []
+        self._explicit_ckpt_dirs: list[tuple[str, Path]] = []
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------ parser
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="after fit, test the best checkpoint and print test/acc")
@@ -42,81 +86,401 @@ class HM2BPCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.time_steps", "model.time_steps", apply_on="instantiate")
 
+    def parse_arguments(self, parser, args) -> None:
+        # LightningCLI's, without its warning about `args` plus sys.argv (main() passes argv on purpose)
+        self.config = parser.parse_object(args) if isinstance(args, (dict, Namespace)) else parser.parse_args(args)
+
+    # ------------------------------------------------------------------ --ckpt_path
+    def _sub(self):
+        sub = self.config.get("subcommand")
+        return sub, (self.config[sub] if sub else None)
+
+    def _root(self, cfg) -> Path:
+        root = cfg.trainer.get("default_root_dir") if cfg is not None else None
+        return Path(root) if root else Path.cwd()
+
+    def _explicit_dirpaths(self, cfg) -> list[tuple[str, Path]]:
+        """``(config key, folder)`` of every ``ModelCheckpoint`` given a ``dirpath`` in the config."""
+        cbs = cfg.trainer.get("callbacks") if cfg is not None else None
+        out = []
+        for k, cb in enumerate(cbs if isinstance(cbs, list) else []):
+            if isinstance(cb, Namespace) and str(cb.get("class_path", "")).endswith("ModelCheckpoint"):
+                dirpath = (cb.get("init_args") or Namespace()).get("dirpath")
+                if dirpath:
+                    out.append((f"trainer.callbacks[{k}].init_args.dirpath", Path(dirpath)))
+        return out
+
+    def _resolve_ckpt(self, sub: str, cfg, ckpt: str) -> str | None:
+        """``last``/``best`` -> a file (printed), from this experiment's runs; ``None``: nothing to resume."""
+        handed = os.environ.get(ENV_RUN_DIR)
+        explicit = self._explicit_dirpaths(cfg)
+        if handed:  # a DDP process started by the launching process: same run, same file
+            found = runs.last_checkpoint(Path(handed))
+            run = (Path(handed), found) if found else None
+        elif explicit:
+            files = [p for _, d in explicit for p in d.glob("last*.ckpt") if p.is_file()]
+            newest = max(files, key=lambda p: p.stat().st_mtime_ns) if files else None
+            run = (runs.run_dir_of(newest) or newest.parent, newest) if newest else None
+        else:
+            run = runs.latest_run(self._root(cfg))
+        if run is None:
+            if ckpt == "last" and sub == "fit":
+                _say(f"--ckpt_path last: no checkpoint to resume under {self._root(cfg)}; starting a new run")
+                return None
+            raise CheckpointNotFoundError(
+                f"--ckpt_path {ckpt}: no run with a checkpoint under {self._root(cfg)} "
+                "(trainer.default_root_dir); pass a checkpoint file instead"
+            )
+        run_dir, last = run
+        path = last
+        if ckpt == "best":
+            path = _best_path(last)
+        step = load_checkpoint_file(path, map_location="cpu").get("global_step", "?")
+        _say(f"--ckpt_path {ckpt}: {path} (global step {step}) of run {run_dir}")
+        return str(path)
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path here, at parse time, with a bare torch.load: resolve and check it first
+        sub, cfg = self._sub()
+        ckpt = cfg.get("ckpt_path") if cfg is not None else None
+        if ckpt in ("last", "best"):
+            ckpt = self._resolve_ckpt(sub, cfg, ckpt)
+            cfg["ckpt_path"] = ckpt
+            self.resumed_from = Path(ckpt) if ckpt else None
+        elif ckpt and str(ckpt) != "hpc" and "://" not in str(ckpt):
+            if not os.path.isfile(ckpt):
+                raise CheckpointNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file")
+            load_checkpoint_file(ckpt, map_location="cpu", weights_only=cfg.get("weights_only"))  # corrupt -> error
+            self.resumed_from = Path(ckpt)
+        super()._parse_ckpt_path()
+
+    # ------------------------------------------------------------------ run folder and loggers
+    def before_instantiate_classes(self) -> None:
+        sub, cfg = self._sub()
+        if sub is None:  # run=False: build the objects only, write nothing
+            return
+        self._explicit_ckpt_dirs = self._explicit_dirpaths(cfg)
+        handed = os.environ.get(ENV_RUN_DIR)
+        owner = runs.run_dir_of(self.resumed_from) if self.resumed_from else None
+        if handed:
+            self.run_dir = Path(handed)
+        elif sub == "fit":
+            self.run_dir = owner if owner is not None else self._root(cfg).resolve() / runs.new_run_name()
+        else:
+            base = owner if owner is not None else self._root(cfg).resolve()
+            self.run_dir = base / runs.new_run_name(sub)
+        redirect_loggers(cfg.trainer, self.run_dir, self.run_dir.name)
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            # jsonargparse wraps a constructor's error in a ValueError about union subtypes: re-raise ours
+            known = _known_cause(err)
+            if known is None or known is err:
+                raise
+            raise known from None
+
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not a user's own CheckpointIO
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        # Checkpoints without a dirpath go to <default_root_dir>/checkpoints (not the logger's per-run
-        # folder), so `--ckpt_path last` finds the previous run's last.ckpt (docs/scaling.md).
+        for lg in trainer.loggers:
+            if isinstance(lg, WandbLogger) and lg._wandb_init.get("anonymous") is None:
+                # Lightning passes anonymous=None, which wandb 0.31 warns about on every run
+                lg._wandb_init.pop("anonymous", None)
+        if self.run_dir is None:
+            return trainer
+        ckpt_dir = self.run_dir / runs.CKPT_DIR
         for cb in trainer.callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
-                cb.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+                cb.dirpath = str(ckpt_dir)
+            if isinstance(cb, RunConfig):
+                cb.run_dir = self.run_dir
+        if self.subcommand == "fit" and not any(isinstance(cb, CheckpointOnInterrupt) for cb in trainer.callbacks):
+            first = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
+            trainer.callbacks.insert(0, CheckpointOnInterrupt(dirpath=first.dirpath if first else str(ckpt_dir)))
+        if self.subcommand == "predict":
+            trainer.callbacks.insert(0, PredictionWriter(str(self.run_dir / "predictions.csv")))
         return trainer
 
-    def _check_before_run(self) -> None:
-        """Errors that must come before DDP launches processes or anything is written."""
+    # ------------------------------------------------------------------ checks before any work
+    def _check_world(self) -> None:
         trainer, dm = self.trainer, self.datamodule
         world = int(trainer.world_size)
         batch = getattr(dm, "batch_size", None)
         if batch is not None and world > 1 and int(batch) % world:
-            raise ValueError(
-                f"data.batch_size={batch} is the global batch and must be divisible by the world size {world} "
-                f"(trainer.devices x trainer.num_nodes = {trainer.num_devices} x {trainer.num_nodes}); "
+            raise ConfigError(
+                f"data.init_args.batch_size={batch} is the global batch and must be divisible by the world size "
+                f"{world} (trainer.devices x trainer.num_nodes = {trainer.num_devices} x {trainer.num_nodes}); "
                 f"choose a multiple of {world}"
             )
 
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads --ckpt_path here, at parse time, with a bare torch.load: check it first
-        sub = self.config.get("subcommand")
-        ckpt = self.config[sub].get("ckpt_path") if sub else None
-        if ckpt and str(ckpt) not in ("last", "best", "hpc") and "://" not in str(ckpt):
-            if not os.path.isfile(ckpt):
-                raise FileNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file")
-            weights_only = self.config[sub].get("weights_only")
-            load_checkpoint_file(ckpt, map_location="cpu", weights_only=weights_only)  # a corrupt file fails here
-        super()._parse_ckpt_path()
+    def _check_data(self, stages: tuple[str, ...]) -> None:
+        """Read and validate every split the command uses, and the model/data fit."""
+        dm = self.datamodule
+        if dm is None:
+            return
+        dm.prepare_data()
+        for stage in stages:
+            dm.setup(stage)
+        if hasattr(self.model, "check_data"):
+            self.model.check_data(dm)
+
+    def _check_checkpoint_fits(self) -> None:
+        """A ``--ckpt_path`` must hold this network's parameters (same names and shapes)."""
+        if self.resumed_from is None or not self.resumed_from.is_file():
+            return
+        ckpt = load_checkpoint_file(self.resumed_from, map_location="cpu",
+                                    weights_only=self.config[self.subcommand].get("weights_only"))
+        saved = ckpt.get("state_dict", {})
+        for name, value in self.model.state_dict().items():
+            if not name.startswith("network."):
+                continue
+            if name not in saved:
+                raise ConfigError(f"--ckpt_path {self.resumed_from} has no parameter {name!r}: it was written for "
+                                  "another network (model.network.init_args.spec)")
+            if tuple(saved[name].shape) != tuple(value.shape):
+                raise ConfigError(
+                    f"--ckpt_path {self.resumed_from}: parameter {name!r} has shape {tuple(saved[name].shape)}, this "
+                    f"network's has {tuple(value.shape)}; the checkpoint was written for another model.network.init_args.spec"
+                )
+
+    def _check_explicit_ckpt_dirs(self) -> None:
+        """An explicit ``dirpath`` may not write over the checkpoints of another (earlier) run."""
+        for key, folder in self._explicit_ckpt_dirs:
+            old = [p for p in folder.glob("*.ckpt") if p.is_file()] if folder.is_dir() else []
+            resuming_here = self.resumed_from is not None and self.resumed_from.resolve().parent == folder.resolve()
+            if old and not resuming_here:
+                raise ConfigError(
+                    f"{key}={folder} already holds checkpoints of another run ({old[0].name}); remove the dirpath "
+                    "(every run then writes into its own folder), choose an empty folder, or resume with --ckpt_path last"
+                )
+
+    def _prepare_output(self) -> None:
+        """Global rank zero makes (or, for a resume, locks) the run folder; DDP processes it starts inherit it."""
+        trainer = self.trainer
+        if os.environ.get(ENV_RUN_DIR) or trainer.global_rank != 0:
+            return
+        if self.run_dir.exists():
+            if not runs.is_run_dir(self.run_dir):
+                raise ConfigError(f"{self.run_dir} exists but is not an hm2bp run folder")
+        else:
+            runs.create_run_dir(self.run_dir, self.subcommand)
+            self._created = self.run_dir
+        self._locks.append(runs.RunLock(self.run_dir).acquire())
+        locked = {self.run_dir.resolve()}
+        for key, folder in self._explicit_ckpt_dirs:
+            if folder.resolve() in locked:
+                continue
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputError(f"{key}: cannot create {folder} ({err.strerror or err}); choose a writable folder") from err
+            self._locks.append(runs.RunLock(folder).acquire())
+            locked.add(folder.resolve())
+        _say(f"{self.subcommand}: writing into {self.run_dir}")
+        if isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
+            os.environ[ENV_RUN_DIR] = str(self.run_dir)  # read by the processes Lightning starts next
+
+    def _check_trainer_options(self) -> None:
+        """Trainer values that Lightning would only reject (or divide by) once training has started."""
+        t = self.config[self.subcommand].trainer
+        for key in ("accumulate_grad_batches", "log_every_n_steps", "check_val_every_n_epoch"):
+            number(f"trainer.{key}", t.get(key), low=1, integer=True, none_ok=True)
+        number("trainer.gradient_clip_val", t.get("gradient_clip_val"), low=0, none_ok=True)
+        number("trainer.num_sanity_val_steps", t.get("num_sanity_val_steps"), low=-1, integer=True, none_ok=True)
+        interval = t.get("val_check_interval")
+        if isinstance(interval, float):
+            number("trainer.val_check_interval", interval, low=0, high=1, low_open=True,
+                   hint="a fraction of the epoch, or a whole number of training batches")
+        train = getattr(self.datamodule, "train_set", None)
+        if isinstance(interval, int) and t.get("check_val_every_n_epoch") is not None and train is not None:
+            world = int(self.trainer.world_size)
+            per_device = int(self.datamodule.batch_size) // world
+            samples = -(-len(train) // world)  # ceil: the training sampler pads to the world size
+            batches = -(-samples // per_device)
+            limit = self.trainer.limit_train_batches  # Lightning's reading: 2.0 -> 2 batches, 1.0 -> all
+            if isinstance(limit, int):
+                batches = min(batches, limit)
+            elif isinstance(limit, float):
+                batches = int(batches * limit)
+            if interval > batches:
+                raise ConfigError(
+                    f"trainer.val_check_interval={interval} is more than the {batches} training batches of an epoch; "
+                    "lower it, give a fraction, or set trainer.check_val_every_n_epoch null to count batches across epochs"
+                )
 
     def before_fit(self) -> None:
-        self._check_before_run()
+        self._check_world()
+        stages = ("fit", "test") if self.config[self.subcommand].get("test_after_fit") else ("fit",)
+        self._check_data(stages)
+        self._check_trainer_options()
+        self._check_checkpoint_fits()
+        self._check_explicit_ckpt_dirs()
+        self._prepare_output()
+
+    def _before_eval(self, stage: str) -> None:
+        self._check_world()
+        self._check_data((stage,))
+        self._check_checkpoint_fits()
+        self._prepare_output()
 
     def before_validate(self) -> None:
-        self._check_before_run()
+        self._before_eval("validate")
 
     def before_test(self) -> None:
-        self._check_before_run()
+        self._before_eval("test")
 
     def before_predict(self) -> None:
-        self._check_before_run()
+        self._before_eval("predict")
+
+    # ------------------------------------------------------------------ running, failing, finishing
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException as err:
+            self._after_failure(err)
+            raise
+        finally:
+            for lock in self._locks:
+                lock.release()
+            self._locks.clear()
+            if os.environ.get(ENV_RUN_DIR) == str(self.run_dir) and self.trainer.global_rank == 0:
+                os.environ.pop(ENV_RUN_DIR, None)
+            _finish_wandb(self.trainer, exit_code=0)
+
+    def _after_failure(self, err: BaseException) -> None:
+        """Finish an open W&B run as failed; remove a run folder this process made if nothing was trained."""
+        _finish_wandb(self.trainer, exit_code=1)
+        run = self._created
+        if run is None or not run.is_dir():
+            return
+        trained = any((run / runs.CKPT_DIR).glob("*.ckpt")) if (run / runs.CKPT_DIR).is_dir() else False
+        if not trained:
+            shutil.rmtree(run, ignore_errors=True)
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):
             return
-        ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
-        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+        best = next((cb.best_model_path for cb in self.trainer.checkpoint_callbacks
+                     if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path), "")
+        results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
         if self.trainer.is_global_zero and results:
-            print(f"TEST ACCURACY: {100.0 * results[0]['test/acc']:.2f}%  (checkpoint: {ckpt or 'last weights'})")
+            silent = results[0].get("test/silent_output")
+            extra = f", all-silent outputs {100.0 * silent:.2f}%" if silent is not None else ""
+            print(f"TEST ACCURACY: {100.0 * results[0]['test/acc']:.2f}%  (checkpoint: {best or 'last weights'}{extra})")
+
+    def after_predict(self) -> None:
+        writer = next((cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter)), None)
+        if writer is not None and self.trainer.is_global_zero:
+            print(f"predictions written to {writer.path}")
+
+
+def _known_cause(err: BaseException) -> BaseException | None:
+    """The first :class:`~hm2bp.errors.HM2BPError` in ``err``'s cause/context chain."""
+    from hm2bp.errors import HM2BPError
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, HM2BPError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _best_path(last: Path) -> Path:
+    """The best checkpoint a run's ``ModelCheckpoint(monitor=...)`` recorded in ``last``."""
+    ckpt = load_checkpoint_file(last, map_location="cpu")
+    for key, state in (ckpt.get("callbacks") or {}).items():
+        if "ModelCheckpoint" in str(key) and isinstance(state, dict) and state.get("monitor") and state.get("best_model_path"):
+            best = Path(state["best_model_path"])
+            if best.is_file():
+                return best
+    raise CheckpointNotFoundError(f"--ckpt_path best: {last} records no best checkpoint that still exists; "
+                                  "pass a checkpoint file instead")
+
+
+def _finish_wandb(trainer, exit_code: int) -> None:
+    """Close the W&B run this command opened (a failed one as failed, never left 'crashed')."""
+    for lg in getattr(trainer, "loggers", []) or []:
+        if isinstance(lg, WandbLogger) and getattr(lg, "_experiment", None) is not None:
+            try:
+                lg._experiment.finish(exit_code=exit_code)  # a second finish() does nothing
+            except Exception:  # noqa: BLE001 - finishing is best effort
+                pass
+
+
+def _say(msg: str) -> None:
+    from pytorch_lightning.utilities import rank_zero_info
+
+    rank_zero_info(f"hm2bp: {msg}")
+
+
+class _DropInfo(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_QUIET_INFO)
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Every ``--config`` file must be valid YAML: one error naming the file (jsonargparse's does not)."""
+    import yaml
+
+    for k, arg in enumerate(argv):
+        path = argv[k + 1] if arg in ("--config", "-c") and k + 1 < len(argv) else None
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        if path and os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    yaml.safe_load(f)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())}); fix the file") from None
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> HM2BPCLI:
-    """Build (and by default run) the CLI; returns it, for tests and scripts."""
+    """Build (and by default run) the CLI; returns it, for tests and scripts. Errors are raised
+    (``main`` prints the known ones as one line)."""
+    if args is None or isinstance(args, list):
+        check_config_files(list(sys.argv[1:] if args is None else args))
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
-    return HM2BPCLI(
-        SpikingClassifier,
-        pl.LightningDataModule,
-        subclass_mode_data=True,
-        trainer_defaults={"logger": DEFAULT_LOGGER},
-        parser_kwargs={"parser_mode": "omegaconf+"},
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        run=run,
-    )
+    quiet = _DropInfo()
+    handlers = logging.getLogger("pytorch_lightning").handlers
+    for h in handlers:
+        h.addFilter(quiet)
+    try:
+        with warnings.catch_warnings():
+            for message in _QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
+            return HM2BPCLI(
+                SpikingClassifier,
+                pl.LightningDataModule,
+                subclass_mode_data=True,
+                save_config_callback=RunConfig,
+                trainer_defaults={"logger": DEFAULT_LOGGER},
+                parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False,
+                               **{sub: {"exit_on_error": False} for sub in ("fit", *EVAL_COMMANDS)}},
+                args=args,
+                run=run,
+            )
+    finally:
+        for h in handlers:
+            h.removeFilter(quiet)
 
 
-def main() -> None:
-    """Entry point of the ``hm2bp`` console script."""
-    cli_main(sys.argv[1:])
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``hm2bp`` console script: known errors as one line, exit status 2."""
+    debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
+    try:
+        cli_main(argv)
+    except Exception as err:  # noqa: BLE001
+        if debug or not is_known(err):
+            raise
+        sys.stderr.write(f"hm2bp: error: {one_line(err)}\n")
+        sys.exit(EXIT_USAGE)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from hm2bp.checks import max_spike_count, number
+from hm2bp.errors import ConfigError, TrainingDivergedError
 from hm2bp.loss import SpikeCountLoss
 
 
@@ -73,24 +75,29 @@ class SpikingClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+            raise ConfigError(f"model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"model.lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
+            raise ConfigError(f"model.lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
+        number("model.lr", lr, low=0, low_open=True)
+        number("model.momentum", momentum, low=0, high=1, high_open=True)
+        number("model.time_steps", time_steps, low=2, integer=True, none_ok=True)
         self.save_hyperparameters(ignore=["network", "loss"])
         self.network = network
         self.loss = loss if loss is not None else SpikeCountLoss()
         net_in = getattr(network, "num_inputs", None)
         net_out = getattr(network, "num_classes", None)
         if num_inputs is not None and net_in is not None and net_in != num_inputs:
-            raise ValueError(
+            raise ConfigError(
                 f"model/data mismatch: the network takes {net_in} inputs but the datamodule provides "
                 f"{num_inputs}; fix model.network.init_args.spec"
             )
         if num_classes is not None and net_out is not None and net_out != num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"model/data mismatch: the network has {net_out} outputs but the datamodule has "
                 f"{num_classes} classes; fix model.network.init_args.spec"
             )
+        if time_steps is not None:
+            check_counts_fit(self.loss, network, int(time_steps))
         self.num_inputs = num_inputs or net_in
         self.num_classes = num_classes or net_out
         self.time_steps = time_steps
@@ -107,6 +114,8 @@ class SpikingClassifier(pl.LightningModule):
             setattr(self, f"{stage}_silent", MeanMetric(**kw))
         for metric in (self.train_acc, self.train_loss, self.train_silent):
             metric.persistent(True)
+        self._metrics_epoch = -1  # the epoch the training-metric states belong to (saved in checkpoints)
+        self._lr_epoch = -1  # the epoch train/lr was last logged for
 
     # ------------------------------------------------------------------ shared step
     def forward(self, spikes: Tensor) -> Tensor:
@@ -116,7 +125,7 @@ class SpikingClassifier(pl.LightningModule):
     def model_step(self, batch, stage: str) -> dict:
         spikes, target = batch
         if self.time_steps is not None and spikes.shape[0] != self.time_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"batch has T={spikes.shape[0]} time steps but the model was linked to T={self.time_steps}"
             )
         layers = self.network(spikes, target=target if stage == "train" else None, return_all=True)
@@ -126,7 +135,7 @@ class SpikingClassifier(pl.LightningModule):
         if not torch.isfinite(loss):
             bad = first_nonfinite(self.named_parameters())
             where = f"non-finite parameter {bad!r}" if bad else "the loss inputs (all parameters are finite)"
-            raise FloatingPointError(f"{stage} loss is {loss.item()} at global step {self.global_step}: check {where}")
+            raise TrainingDivergedError(f"{stage} loss is {loss.item()} at global step {self.global_step}: check {where}")
         preds = counts.detach().argmax(-1)  # ties -> lowest index; all-silent -> class 0
         silent = (counts.detach().sum(-1) == 0).float()
         # calling a metric updates its epoch state and returns the batch value (for on_step logs)
@@ -154,9 +163,20 @@ class SpikingClassifier(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         return self.model_step(batch, "test")
 
-    def predict_step(self, batch, batch_idx):
-        spikes = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(spikes).argmax(-1)
+    def predict_step(self, batch, batch_idx) -> dict:
+        """``{"pred" [B], "counts" [B, classes], "index" [B], "label" [B]}`` for a batch ``(spikes[, labels[, index]])``.
+
+        ``pred`` is the argmax of the output counts (ties and all-silent outputs: lowest index);
+        ``index`` is the sample index the datamodule gives (else the position in the batch),
+        ``label`` the label (-1 without one). ``hm2bp predict`` writes them to a CSV file
+        (``hm2bp.callbacks.PredictionWriter``)."""
+        items = list(batch) if isinstance(batch, (tuple, list)) else [batch]
+        spikes = items[0]
+        counts = self(spikes)
+        n = counts.shape[0]
+        label = items[1] if len(items) > 1 else torch.full((n,), -1, dtype=torch.long, device=counts.device)
+        index = items[2] if len(items) > 2 else torch.arange(n, device=counts.device)
+        return {"pred": counts.argmax(-1), "counts": counts, "index": index, "label": label}
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
@@ -174,34 +194,45 @@ class SpikingClassifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Check model/data agreement and the batch split before any training work (one clear error)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None:
-            return
+        if dm is not None:
+            self.check_data(dm)
+
+    def check_data(self, dm) -> None:
+        """One :class:`~hm2bp.errors.ConfigError` if the datamodule's T, input size, class count or
+        batch split does not fit this model (the CLI calls it before anything is written)."""
         data_t = getattr(dm, "time_steps", None)
         if self.time_steps is not None and data_t is not None and int(data_t) != int(self.time_steps):
-            raise ValueError(
+            raise ConfigError(
                 f"T mismatch: the datamodule produces T={data_t} time steps but the model was built for "
                 f"T={self.time_steps}; link them (the CLI does) or set both to the same value"
             )
         net_in = getattr(self.network, "num_inputs", None)
         data_in = getattr(dm, "num_inputs", None)
         if net_in is not None and data_in is not None and int(net_in) != int(data_in):
-            raise ValueError(
+            raise ConfigError(
                 f"model/data mismatch: the network takes {net_in} inputs but the datamodule provides "
                 f"{data_in}; fix model.network.init_args.spec"
             )
         net_out = getattr(self.network, "num_classes", None)
         data_out = getattr(dm, "num_classes", None)
         if net_out is not None and data_out is not None and int(net_out) != int(data_out):
-            raise ValueError(
+            raise ConfigError(
                 f"model/data mismatch: the network has {net_out} outputs but the datamodule has "
                 f"{data_out} classes; fix model.network.init_args.spec"
             )
+        if data_t is not None and self.time_steps is None:
+            check_counts_fit(self.loss, self.network, int(data_t))
         if hasattr(dm, "per_device_batch_size"):
             dm.per_device_batch_size  # noqa: B018  (raises when the global batch does not split evenly)
 
     # ------------------------------------------------------------------ resume and numerics
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[_METRICS_EPOCH] = self._metrics_epoch
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Accept checkpoints written before the training-metric states were saved in them."""
+        """Restore which epoch the saved training-metric states belong to; accept checkpoints
+        written before those states were saved in them."""
+        self._metrics_epoch = int(checkpoint.get(_METRICS_EPOCH, checkpoint.get("epoch", -1)))
         state = checkpoint.get("state_dict")
         if state is None:
             return
@@ -209,18 +240,28 @@ class SpikingClassifier(pl.LightningModule):
             if key.startswith(("train_acc.", "train_loss.", "train_silent.")) and key not in state:
                 state[key] = value
 
-    def on_train_epoch_start(self) -> None:
-        # a fresh epoch (not called on a mid-epoch resume, whose restored states must be kept)
-        for metric in (self.train_acc, self.train_loss, self.train_silent):
-            metric.reset()
-        if self._trainer is not None and self.trainer.optimizers:
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        """At the first batch of an epoch: fresh training metrics, and ``train/lr``.
+
+        Keyed by the epoch the metric states belong to (saved in checkpoints), not by
+        ``on_train_epoch_start``: Lightning skips that hook for the epoch after a checkpoint written
+        at an epoch's end, and a mid-epoch resume must keep its restored states.
+        """
+        epoch = int(self.current_epoch)
+        if self._metrics_epoch != epoch:
+            for metric in (self.train_acc, self.train_loss, self.train_silent):
+                metric.reset()
+            self._metrics_epoch = epoch
+        if self._lr_epoch != epoch and self._trainer is not None and self.trainer.optimizers:
             # the learning rate of this epoch (replaces a LearningRateMonitor, which needs a logger)
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True,
+                     batch_size=1)
+            self._lr_epoch = epoch
 
     def on_before_optimizer_step(self, optimizer) -> None:
         bad = first_nonfinite((n, p.grad) for n, p in self.named_parameters() if p.grad is not None)
         if bad is not None:
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"non-finite HM2-BP gradient in parameter {bad!r} at global step {self.global_step}; "
                 "lower the learning rate"
             )
@@ -235,9 +276,35 @@ class SpikingClassifier(pl.LightningModule):
         """Stop at the first optimizer step that leaves a non-finite weight, naming the parameter."""
         bad = first_nonfinite(self.named_parameters())
         if bad is not None:
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"non-finite weights in {bad!r} after optimizer step {self.global_step}; "
                 "lower the learning rate or check the data"
+            )
+
+
+_METRICS_EPOCH = "hm2bp_train_metrics_epoch"  # checkpoint key
+
+
+def check_counts_fit(loss: nn.Module, network: nn.Module, time_steps: int) -> None:
+    """The loss's desired/undesired counts and the network's target injection must be reachable in
+    ``time_steps`` steps by the output layer (:func:`hm2bp.checks.max_spike_count`); one
+    :class:`ConfigError` naming the key otherwise."""
+    layers = getattr(network, "layers", None)
+    output = layers["output"] if layers is not None and "output" in layers else None
+    refractory = getattr(output, "refractory", None)
+    if refractory is None:
+        return
+    limit = max_spike_count(time_steps, refractory)
+    fix = "scale the counts with T (35/5/5 are for T=400) or raise data.init_args.time_steps"
+    checks = [("model.loss.init_args.desired", getattr(loss, "desired", None)),
+              ("model.loss.init_args.undesired", getattr(loss, "undesired", None))]
+    rule = getattr(output, "rule", None)
+    checks.append(("model.network.init_args.target_injection", getattr(rule, "target_injection", None)))
+    for key, value in checks:
+        if value is not None and float(value) > limit:
+            raise ConfigError(
+                f"{key}={value:g} is unreachable at T={time_steps}: an output neuron with refractory period "
+                f"{refractory} fires at most {limit} times; {fix}"
             )
 
 

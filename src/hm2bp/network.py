@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from hm2bp.checks import check_labels, check_spikes
+from hm2bp.errors import ConfigError, InputError
 from hm2bp.layers import SpikingLinear
 from hm2bp.layers.linear import as_trains, spikes_with_counts
 
@@ -37,11 +39,14 @@ class LayerSpec:
 def parse_spec(spec: str) -> tuple[tuple[int, ...], list[LayerSpec]]:
     """Parse ``"784-800-10"`` or ``"28x28-15C5-P2-40C5-P2-300-10"`` -> (input shape, layers)."""
     tokens = [t.strip() for t in str(spec).split("-") if t.strip()]
+    key = "model.network.init_args.spec"
     if len(tokens) < 2:
-        raise ValueError(f"network spec {spec!r} needs an input and at least one layer, e.g. '784-800-10'")
+        raise ConfigError(f"{key}: network spec {spec!r} needs an input and at least one layer, e.g. '784-800-10'")
     if not _SHAPE.match(tokens[0]):
-        raise ValueError(f"network spec {spec!r}: input token {tokens[0]!r} must look like '784' or '28x28'")
+        raise ConfigError(f"{key}: network spec {spec!r}: input token {tokens[0]!r} must look like '784' or '28x28'")
     shape = tuple(int(v) for v in tokens[0].split("x"))
+    if min(shape) <= 0:
+        raise ConfigError(f"{key}: network spec {spec!r}: input sizes must be positive")
     layers = []
     for tok in tokens[1:]:
         if tok.isdigit():
@@ -51,9 +56,11 @@ def parse_spec(spec: str) -> tuple[tuple[int, ...], list[LayerSpec]]:
         elif m := _POOL.match(tok):
             layers.append(LayerSpec("pool", int(m.group(1))))
         else:
-            raise ValueError(f"network spec {spec!r}: cannot parse layer token {tok!r} (use 800, 15C5 or P2)")
+            raise ConfigError(f"{key}: network spec {spec!r}: cannot parse layer token {tok!r} (use 800, 15C5 or P2)")
+        if layers[-1].size <= 0 or (layers[-1].kind == "conv" and layers[-1].kernel <= 0):
+            raise ConfigError(f"{key}: network spec {spec!r}: layer token {tok!r} must have positive sizes")
     if layers[-1].kind != "fc":
-        raise ValueError(f"network spec {spec!r}: the output layer must be fully connected")
+        raise ConfigError(f"{key}: network spec {spec!r}: the output layer must be fully connected")
     return shape, layers
 
 
@@ -73,6 +80,9 @@ class SpikingNetwork(nn.Module):
         fc_init, conv_init: uniform init ranges (official: FC 1, conv 0.5).
         bias: give fully connected layers a trainable bias (official: none).
         pool_rule: pooling backward, ``"official"`` (1/p^2) or ``"threshold"`` (1/nu_pool), spec §3.6.
+        check_inputs: check every ``forward`` input once: 0/1 spikes ``[T >= 2, B >= 1, *input]`` in
+            the spec's layout, labels in range (a few reductions, :mod:`hm2bp.checks`). ``False``
+            skips the checks (the layers inside never re-check the trains they pass on).
     """
 
     def __init__(
@@ -96,14 +106,24 @@ class SpikingNetwork(nn.Module):
         conv_init: float = 0.5,
         bias: bool = False,
         pool_rule: str = "official",
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
         self.spec = spec
+        self.check_inputs = bool(check_inputs)
         self.input_shape, layer_specs = parse_spec(spec)
-        if len(thresholds) != len(layer_specs):
-            raise ValueError(
-                f"network spec {spec!r} has {len(layer_specs)} layers but {len(thresholds)} thresholds were given"
+        if isinstance(thresholds, (int, float)) or len(thresholds) != len(layer_specs):
+            n = 1 if isinstance(thresholds, (int, float)) else len(thresholds)
+            raise ConfigError(
+                f"model.network.init_args.thresholds: network spec {spec!r} has {len(layer_specs)} layers but "
+                f"{n} thresholds were given; give one threshold per layer"
             )
+        for k, thr in enumerate(thresholds):
+            if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not thr > 0 or thr == float("inf"):
+                raise ConfigError(
+                    f"model.network.init_args.thresholds[{k}]={thr!r} must be a positive finite number "
+                    f"(the firing threshold of layer {k + 1} of {spec!r})"
+                )
         common = dict(tau_m=tau_m, tau_s=tau_s, refractory=refractory, spsp=spsp)
         rule = dict(effect_ratio=effect_ratio, side_effect=side_effect)
         self.layers = nn.ModuleDict()
@@ -156,6 +176,33 @@ class SpikingNetwork(nn.Module):
     def layer_names(self) -> list[str]:
         return list(self.layers.keys())
 
+    def accepts_layout(self, shape: tuple[int, ...]) -> bool:
+        """Whether per-sample inputs of ``shape`` fit: the spec's input shape; for a vector input any
+        shape with as many elements (images are flattened channel-major); for an image input also
+        its flat vector and, for ``HxW``, ``1xHxW``."""
+        shape, expected = tuple(shape), tuple(self.input_shape)
+        n = 1
+        for s in shape:
+            n *= s
+        if shape == expected:
+            return True
+        if len(expected) == 1:
+            return n == self.num_inputs
+        return shape == (self.num_inputs,) or (len(expected) == 2 and shape == (1, *expected))
+
+    def check_input(self, x: Tensor, target: Tensor | None = None) -> None:
+        """One :class:`~hm2bp.errors.InputError` if ``x`` is not 0/1 spikes ``[T >= 2, B >= 1, *input]``
+        in this network's layout, or ``target`` is not ``[B]`` class indices (a few reductions)."""
+        where = f"SpikingNetwork {self.spec!r}"
+        check_spikes(x, where)
+        if not self.accepts_layout(x.shape[2:]):
+            raise InputError(
+                f"{where} expects time-first inputs [T, B, {'x'.join(map(str, self.input_shape))}], got shape "
+                f"{tuple(x.shape)}; check the spec's input size and that time comes first"
+            )
+        if target is not None:
+            check_labels(target, self.num_classes, x.shape[1], where)
+
     def forward(self, x: Tensor, target: Tensor | None = None, return_all: bool = False):
         """``x`` ``[T, B, *input]`` spikes -> output spikes ``[T, B, classes]``.
 
@@ -163,14 +210,13 @@ class SpikingNetwork(nn.Module):
         With ``return_all`` returns ``{layer name: spikes [T, B, ...]}`` in order. Consecutive
         fully connected layers hand each other 1-byte trains and differentiable counts (the
         count-level semantics of HM2-BP), so their entries are ``bool``; the output layer's
-        trains are float and carry the gradient.
+        trains are float and carry the gradient. Inputs are checked first (:meth:`check_input`)
+        unless ``check_inputs`` is off.
         """
+        if self.check_inputs:
+            self.check_input(x, target)
         T, B = x.shape[:2]
         expected = self.input_shape
-        if tuple(x.shape[2:]) != tuple(expected) and (x[0, 0].numel() != self.num_inputs):
-            raise ValueError(
-                f"network {self.spec!r} expects inputs [T, B, {'x'.join(map(str, expected))}], got {tuple(x.shape)}"
-            )
         out = {}
         h, counts, index = x, None, None  # counts is not None while h holds a count-level layer's bool spikes
         names = self.layer_names
@@ -190,7 +236,7 @@ class SpikingNetwork(nn.Module):
                     h = h.reshape(T, B, *expected)
                 if h.dim() == 4:  # [T, B, H, W] single-channel image
                     h = h.unsqueeze(2)
-                h = layer(h)
+                h = layer(h, check=False)  # the trains inside are the layers' own
             if return_all:
                 out[name] = h
         return out if return_all else h

@@ -135,3 +135,60 @@ def test_offline_wandb_run_holds_rates_histograms_and_rasters(tmp_path, spy):
             # not blank: the raster has dark ticks on white
             assert np.asarray(im.convert("L")).min() < 128
         assert img_row["trainer/global_step"] == val_row["trainer/global_step"]
+
+
+def wandb_config(path: Path) -> dict:
+    """The run's config as W&B stores it: the last value of every top-level key."""
+    config = {}
+    for r in wandb_records(path):
+        if r.WhichOneof("record_type") == "config":
+            for item in r.config.update:
+                config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return config
+
+
+def _cli_fit(root: Path, *extra: str):
+    from hm2bp.cli import cli_main
+    from tests.test_bad_input import DIGITS, SMALL
+
+    return cli_main(["fit", "--config", str(DIGITS), "--trainer.default_root_dir", str(root),
+                     "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+                     "--trainer.limit_test_batches", "2", "--trainer.enable_progress_bar", "false", *SMALL,
+                     "--test_after_fit", "true", *extra])
+
+
+def test_cli_run_holds_the_resolved_config_and_the_test_of_the_fit(tmp_path, monkeypatch):
+    """One W&B run per fit, in its run folder: the full configuration, the optimizer really used,
+    and test_after_fit's test/acc next to the fit's val/acc."""
+    monkeypatch.chdir(tmp_path)
+    cli = _cli_fit(tmp_path / "runs", "--model.lr", "0.003")
+    (run_file,) = cli.run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    assert not [p for p in tmp_path.rglob("run-*.wandb") if p != run_file]  # no second W&B run anywhere
+    wait_for_run_file(run_file)
+    config = wandb_config(run_file)
+    assert config["model"]["network"]["init_args"]["spec"] == "64-100-10"
+    assert config["model"]["network"]["init_args"]["thresholds"] == [5.0, 4.0]
+    assert config["model"]["loss"]["init_args"] == {"desired": 6.0, "undesired": 1.0, "margin": 1.0,
+                                                   "reduction": "sum", "check_inputs": True}
+    assert config["model"]["lr"] == 0.003
+    assert config["data"]["class_path"] == "hm2bp.datamodules.DigitsDataModule"
+    assert config["data"]["init_args"]["time_steps"] == 20 and config["data"]["init_args"]["batch_size"] == 8
+    assert config["trainer"]["max_epochs"] == 1 and config["trainer"]["default_root_dir"] == str(tmp_path / "runs")
+    assert config["seed_everything"] == 0 and config["run_dir"] == str(cli.run_dir)
+    (opt,) = config["optimizer_used"]["optimizers"]
+    assert opt["class"] == "torch.optim.adam.Adam" and opt["lr"] == 0.003 and opt["betas"] == [0.9, 0.999]
+    assert config["optimizer_used"]["lr_schedulers"][0]["class"] == "torch.optim.lr_scheduler.LambdaLR"
+    assert set(config["versions"]) >= {"hm2bp", "torch", "pytorch_lightning", "wandb"}
+    keys = {k for row in wandb_history(run_file) for k in row}
+    assert {"val/acc", "test/acc", "train/loss_epoch"} <= keys
+    assert (cli.run_dir / "config.yaml").is_file()
+
+
+def test_wandb_mode_disabled_turns_wandb_off(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cli = _cli_fit(tmp_path / "runs")
+    assert not list(tmp_path.rglob("wandb")) and not list(tmp_path.rglob("*.wandb"))
+    metrics = (cli.run_dir / "csv" / "version_0" / "metrics.csv").read_text()
+    assert "val/acc" in metrics.splitlines()[0] and "test/acc" in metrics.splitlines()[0]
+    assert "class_path: pytorch_lightning.loggers.CSVLogger" in (cli.run_dir / "config.yaml").read_text()

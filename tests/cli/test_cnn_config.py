@@ -7,6 +7,7 @@ import torch
 
 import hm2bp
 from hm2bp.cli import cli_main
+from tests.helpers import count_args
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "experiment" / "mnist_cnn.yaml")
@@ -40,7 +41,7 @@ def test_mnist_cnn_fit_tiny(shared_data, tmp_path):
         "--trainer.accelerator", "cpu", "--trainer.default_root_dir", str(tmp_path / "run"),
         "--test_after_fit", "false",
         "--data.init_args.data_dir", str(shared_data), "--data.init_args.time_steps", "50",
-        "--data.init_args.batch_size", "4", "--data.init_args.val_size", "8",
+        "--data.init_args.batch_size", "4", "--data.init_args.val_size", "8", *count_args(50),
     ])
     assert cli.trainer.global_step == 1
     assert cli.model.time_steps == 50 and cli.model.num_classes == 10

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from hm2bp.cli import cli_main
+from tests.helpers import count_args
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,7 +67,8 @@ def test_experiment_fit_tiny(name, shared_data, tmp_path):
     ]
     if name != "emnist_mlp":
         args += ["--data.init_args.cache_dir", str(tmp_path / "cache")]
-    cli = cli_main(args=args + extra)
+    T = int(extra[extra.index("--data.init_args.time_steps") + 1])
+    cli = cli_main(args=args + extra + count_args(T))
     assert cli.trainer.global_step == 1
     assert cli.model.num_classes == cli.datamodule.num_classes
     assert cli.model.network.num_inputs == cli.datamodule.num_inputs

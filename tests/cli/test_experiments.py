@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from hm2bp.cli import cli_main
+from tests.helpers import count_args
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "configs" / "experiment").glob("*.yaml"))
@@ -29,6 +30,7 @@ def tiny_fit_args(config: Path, tmp_path: Path) -> list[str]:
         "--trainer.default_root_dir", str(tmp_path),
         "--data.init_args.time_steps", "30",
         "--data.init_args.batch_size", "4",
+        *count_args(30, injection="bptt" not in config.stem),
     ]
 
 

@@ -80,7 +80,7 @@ def test_all_split_sizes():
     assert EMNIST_SPLITS == {"balanced": 47, "byclass": 62, "bymerge": 47, "digits": 10, "letters": 26, "mnist": 10}
     for split, n in EMNIST_SPLITS.items():
         assert EMNISTDataModule(split=split).num_classes == n
-    with pytest.raises(ValueError, match="data.split"):
+    with pytest.raises(ValueError, match="data.init_args.split"):
         EMNISTDataModule(split="bogus")
 
 

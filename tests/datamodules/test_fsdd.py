@@ -94,8 +94,8 @@ def test_bad_inputs_name_the_file_and_leave_no_cache(tmp_path):
         _write_wav(root / label / "0.wav")
         _write_wav(root / label / "1.wav")
     dm = WavFolderDataModule(data_dir=str(tmp_path), folder="words", classes=["yes", "no"], cache_dir=str(cache),
-                             test_size=0.5, val_size=0)
-    with pytest.raises(ValueError, match=r"maybe/0\.wav: label 'maybe' is not one of data\.classes"):
+                             test_size=0.5, val_size=1)
+    with pytest.raises(ValueError, match=r"maybe/0\.wav: label 'maybe' is not one of data\.init_args\.classes"):
         dm.prepare_data()
     assert not cache.exists()
     # an unsupported sample width in the middle of a split: clear error, no cache file
@@ -109,7 +109,7 @@ def test_bad_inputs_name_the_file_and_leave_no_cache(tmp_path):
         f.seek(0)
         f.write(data)
     dm = WavFolderDataModule(data_dir=str(tmp_path), folder="words", cache_dir=str(cache), test_regex="/0\\.wav$",
-                             val_size=0)
+                             val_size=1)
     with pytest.raises(ValueError, match=r"no/1\.wav: unsupported sample width of 5 bytes"):
         dm.prepare_data()
     assert not list(cache.rglob("*.npz")) and not list(cache.rglob("*.part"))
@@ -117,5 +117,5 @@ def test_bad_inputs_name_the_file_and_leave_no_cache(tmp_path):
     flat = tmp_path / "FSDD" / "recordings"
     _write_wav(flat / "3_theo_1.wav")
     _write_wav(flat / "three.wav")
-    with pytest.raises(ValueError, match=r"three\.wav: file name does not match data\.label_regex"):
+    with pytest.raises(ValueError, match=r"three\.wav: file name does not match data\.init_args\.label_regex"):
         FSDDDataModule(data_dir=str(tmp_path), cache_dir=str(cache)).prepare_data()

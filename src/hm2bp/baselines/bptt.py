@@ -33,6 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from hm2bp.functional._threads import single_thread
+from hm2bp.checks import check_labels, check_spikes, number
+from hm2bp.errors import ConfigError, InputError
 from hm2bp.network import parse_spec
 
 
@@ -169,11 +171,13 @@ class BPTTLinear(nn.Module):
     ) -> None:
         super().__init__()
         if in_features <= 0 or out_features <= 0:
-            raise ValueError(f"BPTTLinear sizes must be positive, got {in_features} -> {out_features}")
-        if threshold <= 0:
-            raise ValueError(f"threshold must be positive, got {threshold}")
-        if surrogate_slope <= 0:
-            raise ValueError(f"surrogate_slope must be positive, got {surrogate_slope}")
+            raise ConfigError(f"BPTTLinear sizes must be positive, got {in_features} -> {out_features}")
+        number("BPTTLinear threshold", threshold, low=0, low_open=True,
+               hint="a positive firing threshold (model.network.init_args.thresholds in a config)")
+        number("BPTTLinear surrogate_slope", surrogate_slope, low=0, low_open=True)
+        for key, value in (("tau_m", tau_m), ("tau_s", tau_s)):
+            number(f"BPTTLinear {key}", value, low=0, low_open=True)
+        number("BPTTLinear refractory", refractory, low=0, integer=True)
         self.in_features = in_features
         self.out_features = out_features
         self.threshold = float(threshold)
@@ -193,7 +197,7 @@ class BPTTLinear(nn.Module):
     def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor:
         """``x`` ``[T, B, in]`` spikes -> ``[T, B, out]`` spikes; ``target`` is accepted and unused."""
         if x.dim() != 3 or x.shape[-1] != self.in_features:
-            raise ValueError(f"BPTTLinear expects spikes [T, B, {self.in_features}], got {tuple(x.shape)}")
+            raise InputError(f"BPTTLinear expects spikes [T, B, {self.in_features}], got {tuple(x.shape)}")
         T, B = x.shape[:2]
         w = self.weight
         xin = x if x.dtype == w.dtype else x.to(w.dtype)
@@ -242,6 +246,8 @@ class BPTTNetwork(nn.Module):
         bias: trainable bias currents.
         surrogate_slope: fast-sigmoid slope of every layer.
         threshold_eps: spike when ``v > threshold - threshold_eps``.
+        check_inputs: check every ``forward`` input (0/1 spikes, labels in range), as
+            :class:`hm2bp.SpikingNetwork` does.
     """
 
     def __init__(
@@ -257,14 +263,16 @@ class BPTTNetwork(nn.Module):
         bias: bool = False,
         surrogate_slope: float = 10.0,
         threshold_eps: float = 1e-6,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
         self.spec = spec
+        self.check_inputs = bool(check_inputs)
         self.input_shape, layer_specs = parse_spec(spec)
         if any(ls.kind != "fc" for ls in layer_specs):
-            raise ValueError(f"BPTTNetwork supports fully connected specs only (e.g. '784-800-10'), got {spec!r}")
+            raise ConfigError(f"BPTTNetwork supports fully connected specs only (e.g. '784-800-10'), got {spec!r}")
         if len(thresholds) != len(layer_specs):
-            raise ValueError(
+            raise ConfigError(
                 f"network spec {spec!r} has {len(layer_specs)} layers but {len(thresholds)} thresholds were given"
             )
         self.layers = nn.ModuleDict()
@@ -304,9 +312,13 @@ class BPTTNetwork(nn.Module):
 
         With ``return_all`` returns ``{layer name: spikes [T, B, ...]}`` in order.
         """
+        if self.check_inputs:
+            check_spikes(x, f"BPTTNetwork {self.spec!r}")
+            if target is not None:
+                check_labels(target, self.num_classes, x.shape[1], f"BPTTNetwork {self.spec!r}")
+        if x.dim() < 3 or x[0, 0].numel() != self.num_inputs:
+            raise InputError(f"network {self.spec!r} expects inputs [T, B, {self.num_inputs}], got {tuple(x.shape)}")
         T, B = x.shape[:2]
-        if x[0, 0].numel() != self.num_inputs:
-            raise ValueError(f"network {self.spec!r} expects inputs [T, B, {self.num_inputs}], got {tuple(x.shape)}")
         h = x.reshape(T, B, -1)
         out = {}
         for name, layer in self.layers.items():

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from hm2bp.checks import check_spikes
+from hm2bp.errors import ConfigError, InputError
 from hm2bp.functional import HM2BPRule, lif_simulate
 from hm2bp.functional.conv import (
     POOL_RULES,
@@ -26,9 +28,12 @@ from hm2bp.functional.conv import (
 from hm2bp.layers.neurons import set_neuron_constants
 
 
-def _check_input(x: Tensor, channels: int, name: str) -> None:
-    if x.dim() != 5 or x.shape[2] != channels:
-        raise ValueError(f"{name} expects spikes [T, B, {channels}, H, W], got {tuple(x.shape)}")
+def _check_input(x: Tensor, channels: int | None, name: str, values: bool) -> None:
+    """Shape ``[T, B, C, H, W]`` (always); 0/1 values, T >= 2, B >= 1 when ``values``."""
+    if values:
+        check_spikes(x, name, min_dim=5)
+    if x.dim() != 5 or (channels is not None and x.shape[2] != channels):
+        raise InputError(f"{name} expects spikes [T, B, {channels or 'C'}, H, W], got {tuple(x.shape)}")
 
 
 class _HM2BPConv2d(torch.autograd.Function):
@@ -110,10 +115,16 @@ class SpikingConv2d(nn.Module):
         reg_limit: float = 8.0,
         threshold_eps: float = 0.0,
         init_range: float = 0.5,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
+        from hm2bp.layers.linear import _check_rule_numbers
+
+        _check_rule_numbers("SpikingConv2d", silent_spsp=silent_spsp, silent_side_ratio=silent_side_ratio,
+                            reg_lambda=reg_lambda, reg_beta=reg_beta, reg_limit=reg_limit, init_range=init_range)
+        self.check_inputs = bool(check_inputs)
         if min(in_channels, out_channels, kernel_size, stride) <= 0 or padding < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"SpikingConv2d needs positive channels/kernel/stride and padding >= 0, got in={in_channels}, "
                 f"out={out_channels}, kernel={kernel_size}, stride={stride}, padding={padding}"
             )
@@ -143,11 +154,13 @@ class SpikingConv2d(nn.Module):
         """``(C_out, H', W')`` for inputs ``(C_in, H, W)``."""
         return conv_output_shape(in_shape, self.out_channels, self.kernel_size, self.stride, self.padding)
 
-    def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor:
-        """``x`` ``[T, B, C_in, H, W]`` spikes -> ``[T, B, C_out, H', W']`` spikes (``target`` unused)."""
-        _check_input(x, self.in_channels, "SpikingConv2d")
+    def forward(self, x: Tensor, target: Tensor | None = None, *, check: bool | None = None) -> Tensor:
+        """``x`` ``[T, B, C_in, H, W]`` spikes -> ``[T, B, C_out, H', W']`` spikes (``target`` unused).
+
+        ``check`` overrides ``check_inputs`` for this call (a network checks its input once)."""
+        _check_input(x, self.in_channels, "SpikingConv2d", self.check_inputs if check is None else check)
         if min(self.output_shape(tuple(x.shape[2:]))[1:]) <= 0:
-            raise ValueError(f"SpikingConv2d: input {tuple(x.shape[3:])} is smaller than the {self.kernel_size}x"
+            raise InputError(f"SpikingConv2d: input {tuple(x.shape[3:])} is smaller than the {self.kernel_size}x"
                              f"{self.kernel_size} kernel (padding {self.padding})")
         return _HM2BPConv2d.apply(x, self.weight, self.bias, self)
 
@@ -216,14 +229,16 @@ class SpikingPool2d(nn.Module):
         effect_ratio: bool = True,
         pool_rule: str = "official",
         threshold_eps: float = 1e-6,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
-        if threshold is None or threshold <= 0:
-            raise ValueError(f"SpikingPool2d needs a positive threshold (official pool1 2, pool2 4), got {threshold}")
-        if kernel_size <= 0:
-            raise ValueError(f"SpikingPool2d kernel_size must be positive, got {kernel_size}")
+        if threshold is None:
+            raise ConfigError("SpikingPool2d needs a positive threshold (official pool1 2, pool2 4), got None")
+        if isinstance(kernel_size, bool) or kernel_size <= 0:
+            raise ConfigError(f"SpikingPool2d kernel_size must be a positive integer, got {kernel_size}")
         if pool_rule not in POOL_RULES:
-            raise ValueError(f"pool_rule must be one of {POOL_RULES}, got {pool_rule!r}")
+            raise ConfigError(f"pool_rule must be one of {POOL_RULES}, got {pool_rule!r}")
+        self.check_inputs = bool(check_inputs)
         self.kernel_size = int(kernel_size)
         self.kernel = set_neuron_constants(self, threshold, tau_m, tau_s, refractory, threshold_eps, spsp)
         self.effect_ratio = effect_ratio
@@ -238,12 +253,13 @@ class SpikingPool2d(nn.Module):
         c, h, w = in_shape
         return (c, h // self.kernel_size, w // self.kernel_size)
 
-    def forward(self, x: Tensor, target: Tensor | None = None) -> Tensor:
-        """``x`` ``[T, B, C, H, W]`` spikes -> ``[T, B, C, H//p, W//p]`` spikes (``target`` unused)."""
-        if x.dim() != 5:
-            raise ValueError(f"SpikingPool2d expects spikes [T, B, C, H, W], got {tuple(x.shape)}")
+    def forward(self, x: Tensor, target: Tensor | None = None, *, check: bool | None = None) -> Tensor:
+        """``x`` ``[T, B, C, H, W]`` spikes -> ``[T, B, C, H//p, W//p]`` spikes (``target`` unused).
+
+        ``check`` overrides ``check_inputs`` for this call (a network checks its input once)."""
+        _check_input(x, None, "SpikingPool2d", self.check_inputs if check is None else check)
         if min(x.shape[3:]) < self.kernel_size:
-            raise ValueError(f"SpikingPool2d: input {tuple(x.shape[3:])} is smaller than the pool size {self.kernel_size}")
+            raise InputError(f"SpikingPool2d: input {tuple(x.shape[3:])} is smaller than the pool size {self.kernel_size}")
         return _HM2BPPool2d.apply(x, self)
 
     def extra_repr(self) -> str:
@@ -264,7 +280,7 @@ def build_from_spec(ls, shape, thr, common: dict, rule: dict, conv_init: float, 
     if len(shape) == 2:
         shape = (1, *shape)
     if len(shape) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"a {ls.kind} layer needs an image input such as '28x28' or '2x34x34' (channels first), "
             f"but its input has shape {shape}; conv/pool layers cannot follow a fully connected layer"
         )
@@ -277,5 +293,5 @@ def build_from_spec(ls, shape, thr, common: dict, rule: dict, conv_init: float, 
         raise ValueError(f"build_from_spec builds conv or pool layers, got {ls.kind!r}")
     new_shape = layer.output_shape(shape)
     if min(new_shape[1:]) <= 0:
-        raise ValueError(f"layer {ls} does not fit its input of shape {shape} (output would be {new_shape})")
+        raise ConfigError(f"layer {ls} does not fit its input of shape {shape} (output would be {new_shape})")
     return layer, new_shape

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from hm2bp.checks import check_labels, check_spikes, number
+from hm2bp.errors import ConfigError, InputError
 from hm2bp.functional import HM2BPRule, hm2bp_backward
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8, gather_current, index_dtype, spike_index
 from hm2bp.functional.lif import LIFScan
@@ -116,6 +118,8 @@ class SpikingLinear(nn.Module):
         reg_lambda, reg_beta, reg_limit: weight-norm regulariser (H17; official MNIST 10, 0.04, 8).
         threshold_eps: spike when ``v > threshold - threshold_eps`` (official FC: 1e-6).
         init_range: weights start U(-init_range, init_range) (official "Bernoulli" init: 1).
+        check_inputs: check every ``forward`` input (0/1 spikes ``[T >= 2, B >= 1, in]``, labels in
+            range; one reduction each, :mod:`hm2bp.checks`); ``False`` skips the checks.
     """
 
     def __init__(
@@ -141,10 +145,15 @@ class SpikingLinear(nn.Module):
         reg_limit: float = 8.0,
         threshold_eps: float = 1e-6,
         init_range: float = 1.0,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
-        if in_features <= 0 or out_features <= 0:
-            raise ValueError(f"SpikingLinear sizes must be positive, got {in_features} -> {out_features}")
+        if isinstance(in_features, bool) or isinstance(out_features, bool) or min(in_features, out_features) <= 0:
+            raise ConfigError(f"SpikingLinear sizes must be positive integers, got {in_features} -> {out_features}")
+        _check_rule_numbers("SpikingLinear", lateral_inhibition=lateral_inhibition, target_injection=target_injection,
+                            silent_spsp=silent_spsp, silent_side_ratio=silent_side_ratio, reg_lambda=reg_lambda,
+                            reg_beta=reg_beta, reg_limit=reg_limit, init_range=init_range)
+        self.check_inputs = bool(check_inputs)
         kernel = set_neuron_constants(self, threshold, tau_m, tau_s, refractory, threshold_eps, spsp)
         self.in_features = in_features
         self.out_features = out_features
@@ -176,7 +185,7 @@ class SpikingLinear(nn.Module):
     def set_recurrent(self, matrix: Tensor | None) -> None:
         """Use a fixed recurrent matrix ``[out, out]`` (e.g. a reservoir, spec §10.2) instead."""
         if matrix is not None and tuple(matrix.shape) != (self.out_features, self.out_features):
-            raise ValueError(f"recurrent matrix must be {(self.out_features,)*2}, got {tuple(matrix.shape)}")
+            raise InputError(f"recurrent matrix must be {(self.out_features,)*2}, got {tuple(matrix.shape)}")
         self.lateral = matrix
 
     def simulate(
@@ -246,7 +255,7 @@ class SpikingLinear(nn.Module):
         and out): ascending flat indices of the spikes, handed from layer to layer so each
         train is listed once."""
         if spikes.dim() != 3 or spikes.shape[-1] != self.in_features:
-            raise ValueError(
+            raise InputError(
                 f"SpikingLinear expects spikes [T, B, {self.in_features}], got {tuple(spikes.shape)}"
             )
         lateral = None
@@ -281,6 +290,10 @@ class SpikingLinear(nn.Module):
         """
         if count_level:
             return self.forward_counts(x, counts, target, index)
+        if self.check_inputs:
+            check_spikes(x, "SpikingLinear")
+            if target is not None:
+                check_labels(target, self.out_features, x.shape[1], "SpikingLinear")
         spikes, in_counts = spikes_with_counts(x)
         out, out_counts, _ = self.forward_counts(spikes, in_counts, target)
         return as_trains(out, out_counts)
@@ -290,3 +303,16 @@ class SpikingLinear(nn.Module):
             f"{self.in_features}, {self.out_features}, threshold={self.threshold:g}, spsp={self.spsp!r}, "
             f"lateral_inhibition={self.lateral_inhibition:g}, bias={self.bias is not None}"
         )
+
+
+def _check_rule_numbers(name: str, *, lateral_inhibition=0.0, target_injection=None, silent_spsp=0.1,
+                        silent_side_ratio=0.5, reg_lambda=0.0, reg_beta=0.0, reg_limit=8.0, init_range=1.0) -> None:
+    """Finite, in-range HM2-BP options of a layer (one :class:`ConfigError` naming the option)."""
+    number(f"{name} lateral_inhibition", lateral_inhibition)
+    number(f"{name} target_injection", target_injection, low=0, low_open=True, none_ok=True,
+           hint="the desired count of the injected train (model.network.init_args.target_injection), or null")
+    number(f"{name} silent_spsp", silent_spsp)
+    number(f"{name} silent_side_ratio", silent_side_ratio)
+    for key, value in (("reg_lambda", reg_lambda), ("reg_beta", reg_beta), ("reg_limit", reg_limit)):
+        number(f"{name} {key}", value, low=0, hint=f"model.network.init_args.{key} in a config")
+    number(f"{name} init_range", init_range, low=0, low_open=True)
