@@ -24,6 +24,7 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from hm2bp.checkpoint import AtomicCheckpointIO, load_checkpoint_file
+from hm2bp.official import is_official_checkpoint
 from hm2bp.module import SpikingClassifier
 
 DEFAULT_LOGGER = {
@@ -69,6 +70,12 @@ class HM2BPCLI(LightningCLI):
         # LightningCLI reads --ckpt_path here, at parse time, with a bare torch.load: check it first
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt and is_official_checkpoint(ckpt):  # the authors' text weights: loaded by _load_official
+            if sub == "fit":
+                raise ValueError(f"--ckpt_path {ckpt} is an official text checkpoint (weights only); use it with "
+                                 f"test/validate/predict, not fit")
+            self._official_ckpt, self.config[sub]["ckpt_path"] = ckpt, None
+            return
         if ckpt and str(ckpt) not in ("last", "best", "hpc") and "://" not in str(ckpt):
             if not os.path.isfile(ckpt):
                 raise FileNotFoundError(f"--ckpt_path {ckpt}: no such checkpoint file")
@@ -79,14 +86,23 @@ class HM2BPCLI(LightningCLI):
     def before_fit(self) -> None:
         self._check_before_run()
 
+    def _load_official(self) -> None:
+        if getattr(self, "_official_ckpt", None):  # hm2bp.official: fills the network in place
+            from hm2bp.official import load_checkpoint
+
+            load_checkpoint(self.model.network, self._official_ckpt)
+
     def before_validate(self) -> None:
         self._check_before_run()
+        self._load_official()
 
     def before_test(self) -> None:
         self._check_before_run()
+        self._load_official()
 
     def before_predict(self) -> None:
         self._check_before_run()
+        self._load_official()
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit"):
