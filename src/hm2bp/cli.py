@@ -132,6 +132,11 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> HM2BPCLI:
 
 def main() -> None:
     """Entry point of the ``hm2bp`` console script."""
+    if sys.argv[1:2] == ["export"]:  # NIR export verb (hm2bp.nir.command)
+        from hm2bp.nir.command import export_command
+
+        export_command(sys.argv[2:])
+        return
     cli_main(sys.argv[1:])
 
 

@@ -104,7 +104,7 @@ def _network_from_nodes(graph, chain, constants: list[NeuronConstants]) -> Spiki
                                                               and np.any(graph.nodes[n].bias) for n, *_ in chain))
 
 
-def _set_constants(layer, c: NeuronConstants) -> None:
+def apply_constants(layer, c: NeuronConstants) -> None:
     """Give ``layer`` the node's constants (and the S-PSP kernel and rule that depend on them)."""
     kernel = set_neuron_constants(layer, c.threshold, c.tau_m, c.tau_s, c.refractory, c.threshold_eps, layer.spsp)
     if hasattr(layer, "rule"):
@@ -146,7 +146,7 @@ def import_nir(graph: nir.NIRGraph) -> SpikingNetwork:
                 layer.weight.copy_(weight)
                 if layer.bias is not None and isinstance(node, (nir.Affine, nir.Conv2d)):
                     layer.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=layer.bias.dtype))
-            _set_constants(layer, c)
+            apply_constants(layer, c)
             if isinstance(layer, SpikingLinear):
                 matrix = None if rec is None else torch.as_tensor(np.asarray(graph.nodes[rec].weight),
                                                                   dtype=torch.get_default_dtype())
