@@ -84,3 +84,15 @@ def test_a_spiking_cnn_is_exact_through_nirtorch(digits_inputs):
     assert all(v.sum() > 0 for v in ours.values())
     theirs = run_snntorch(export_nir(net), x, method="nirtorch")
     assert _mismatches(ours, theirs) == {"conv1": 0, "pool1": 0, "fc1": 0, "output": 0}
+
+
+def test_layers_keep_their_order_in_a_graph_read_from_a_file(tmp_path):
+    """nir.read lists nodes alphabetically (conv1_lif, fc1_lif, output_lif, pool1_lif); the layer
+    order, and so the clock shift, follows the edges."""
+    import nir
+
+    from hm2bp import SpikingNetwork
+    from hm2bp.nir.snntorch import _lif_order
+
+    nir.write(tmp_path / "cnn.nir", export_nir(SpikingNetwork("8x8-6C3-P2-40-10", [3, 1, 6, 4])))
+    assert _lif_order(nir.read(tmp_path / "cnn.nir")) == ["conv1_lif", "pool1_lif", "fc1_lif", "output_lif"]

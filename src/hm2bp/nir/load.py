@@ -144,8 +144,12 @@ def import_nir(graph: nir.NIRGraph) -> SpikingNetwork:
                     raise ValueError(f"NIR node {node_name!r}: weight {tuple(weight.shape)}, layer {name!r} needs "
                                      f"{tuple(layer.weight.shape)}")
                 layer.weight.copy_(weight)
-                if layer.bias is not None and isinstance(node, (nir.Affine, nir.Conv2d)):
-                    layer.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=layer.bias.dtype))
+                bias = np.asarray(getattr(node, "bias", 0.0))
+                if layer.bias is not None:
+                    layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+                elif np.any(bias):
+                    raise ValueError(f"NIR node {node_name!r} has a non-zero bias but layer {name!r} has none "
+                                     f"(hm2bp conv layers built from a spec have no bias)")
             apply_constants(layer, c)
             if isinstance(layer, SpikingLinear):
                 matrix = None if rec is None else torch.as_tensor(np.asarray(graph.nodes[rec].weight),
