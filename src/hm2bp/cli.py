@@ -50,6 +50,7 @@ from hm2bp.cli_config import RunConfig, redirect_loggers
 from hm2bp.cli_errors import EXIT_USAGE, debug_requested, is_known, one_line
 from hm2bp.checks import number
 from hm2bp.errors import ConfigError, OutputError
+from hm2bp.official import is_official_checkpoint
 from hm2bp.module import SpikingClassifier
 
 DEFAULT_LOGGER = {
@@ -143,6 +144,13 @@ class HM2BPCLI(LightningCLI):
         # LightningCLI reads --ckpt_path here, at parse time, with a bare torch.load: resolve and check it first
         sub, cfg = self._sub()
         ckpt = cfg.get("ckpt_path") if cfg is not None else None
+        if ckpt and ckpt not in ("last", "best") and os.path.isfile(ckpt) and is_official_checkpoint(ckpt):
+            # the authors' text weights: loaded into the network by _load_official, not by Lightning
+            if sub == "fit":
+                raise ConfigError(f"--ckpt_path {ckpt} is an official text checkpoint (weights only); use it with "
+                                  "test/validate/predict, not fit")
+            self._official_ckpt, cfg["ckpt_path"] = ckpt, None
+            return
         if ckpt in ("last", "best"):
             ckpt = self._resolve_ckpt(sub, cfg, ckpt)
             cfg["ckpt_path"] = ckpt
@@ -324,7 +332,14 @@ class HM2BPCLI(LightningCLI):
         self._check_world()
         self._check_data((stage,))
         self._check_checkpoint_fits()
+        self._load_official()
         self._prepare_output()
+
+    def _load_official(self) -> None:
+        if getattr(self, "_official_ckpt", None):  # hm2bp.official: fills the network in place
+            from hm2bp.official import load_checkpoint
+
+            load_checkpoint(self.model.network, self._official_ckpt)
 
     def before_validate(self) -> None:
         self._before_eval("validate")
@@ -475,6 +490,11 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``hm2bp`` console script: known errors as one line, exit status 2."""
     debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
     try:
+        if argv[:1] == ["export"]:  # NIR export verb (hm2bp.nir.command)
+            from hm2bp.nir.command import export_command
+
+            export_command(argv[1:])
+            return
         cli_main(argv)
     except Exception as err:  # noqa: BLE001
         if debug or not is_known(err):

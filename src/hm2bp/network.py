@@ -109,6 +109,15 @@ class SpikingNetwork(nn.Module):
         check_inputs: bool = True,
     ) -> None:
         super().__init__()
+        # the constructor arguments, plain values (hm2bp.nir stores them in exported graphs)
+        self.init_kwargs = dict(
+            spec=str(spec), thresholds=[float(t) for t in thresholds], tau_m=float(tau_m), tau_s=float(tau_s),
+            refractory=int(refractory), output_lateral_inhibition=float(output_lateral_inhibition), spsp=spsp,
+            effect_ratio=bool(effect_ratio), side_effect=bool(side_effect), lateral_factor=bool(lateral_factor),
+            target_injection=None if target_injection is None else float(target_injection),
+            reg_lambda=float(reg_lambda), reg_beta=float(reg_beta), reg_limit=float(reg_limit),
+            fc_init=float(fc_init), conv_init=float(conv_init), bias=bool(bias), pool_rule=pool_rule,
+        )
         self.spec = spec
         self.check_inputs = bool(check_inputs)
         self.input_shape, layer_specs = parse_spec(spec)

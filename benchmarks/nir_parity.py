@@ -1,0 +1,90 @@
+"""hm2bp against snnTorch on the held-out set: spike mismatches and accuracy of an exported model.
+
+    python benchmarks/nir_parity.py --config configs/experiment/digits.yaml --ckpt_path runs/digits/checkpoints/last.ckpt
+
+Builds the model and datamodule from ``--config`` (plus any ``--data...``/``--model...`` overrides),
+loads the checkpoint, exports the network to NIR and runs every test batch three ways:
+
+* hm2bp as trained (its refractory period);
+* snnTorch 1.0.0 on the exported graph (``--method``: ``nirtorch`` runs lateral inhibition exactly,
+  ``import_from_nir`` is snnTorch's own importer), which has no refractory period;
+* hm2bp with the refractory period set to 0 (the model NIR describes).
+
+Prints, per layer, the (t, sample, neuron) bins where snnTorch and hm2bp disagree, as a count
+and as a share of all bins and of hm2bp's spikes, and the test accuracy of each run (argmax of
+output counts, ties to the lowest class, as ``hm2bp test``).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+
+import torch
+
+
+def main(argv: list[str]) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt_path", required=True)
+    parser.add_argument("--method", default="nirtorch", choices=("nirtorch", "import_from_nir"))
+    parser.add_argument("--max_batches", type=int, default=0, help="0: the whole test set")
+    args, rest = parser.parse_known_args(argv)
+
+    from hm2bp.checkpoint import load_checkpoint_file
+    from hm2bp.cli import cli_main
+    from hm2bp.nir import export_nir, import_nir
+    from hm2bp.nir.cuba import NeuronConstants
+    from hm2bp.nir.load import apply_constants
+    from hm2bp.nir.snntorch import run_snntorch
+
+    cli = cli_main(rest + ["--trainer.logger", "false"], run=False)
+    cli.model.load_state_dict(load_checkpoint_file(args.ckpt_path, map_location="cpu")["state_dict"])
+    net = cli.model.network.eval()
+    graph = export_nir(net)
+    no_ref = import_nir(copy.deepcopy(graph))  # same weights and options
+    for layer in no_ref.layers.values():
+        apply_constants(layer, NeuronConstants(layer.tau_m, layer.tau_s, layer.threshold, layer.threshold_eps, 0))
+    dm = cli.datamodule
+    dm.setup("test")
+    stats = {"mismatch": {}, "bins": {}, "spikes": {}, "snn_vs_ref0_mismatch": 0}
+    correct = {"hm2bp": 0, "snntorch": 0, "hm2bp_refractory0": 0}
+    n = 0
+    for k, batch in enumerate(dm.test_dataloader()):
+        if args.max_batches and k >= args.max_batches:
+            break
+        x, y = dm.on_after_batch_transfer(batch, 0)
+        with torch.no_grad():
+            ours = net(x, return_all=True)
+            zero = no_ref(x, return_all=True)
+        theirs = run_snntorch(graph, x, method=args.method)
+        for name in ours:
+            a, b = ours[name].float(), theirs[name]
+            stats["mismatch"][name] = stats["mismatch"].get(name, 0) + int((a != b).sum())
+            stats["bins"][name] = stats["bins"].get(name, 0) + a.numel()
+            stats["spikes"][name] = stats["spikes"].get(name, 0) + int(a.sum())
+            stats["snn_vs_ref0_mismatch"] += int((zero[name].float() != b).sum())
+        out = net.layer_names[-1]
+        for key, spikes in (("hm2bp", ours), ("snntorch", theirs), ("hm2bp_refractory0", zero)):
+            correct[key] += int((spikes[out].float().sum(0).argmax(-1) == y).sum())
+        n += len(y)
+    result = {
+        "samples": n,
+        "refractory": [layer.refractory for layer in net.layers.values()],
+        "method": args.method,
+        "accuracy": {k: v / n for k, v in correct.items()},
+        **stats,
+    }
+    for name in stats["mismatch"]:
+        print(f"{name:8s} mismatched bins {stats['mismatch'][name]:9d} of {stats['bins'][name]:10d} "
+              f"({100 * stats['mismatch'][name] / stats['bins'][name]:.3f} % of bins, "
+              f"{100 * stats['mismatch'][name] / max(stats['spikes'][name], 1):.1f} % of hm2bp's "
+              f"{stats['spikes'][name]} spikes)")
+    print("accuracy on", n, "test samples:", {k: f"{100 * v:.2f} %" for k, v in result["accuracy"].items()})
+    print("snnTorch vs hm2bp with refractory 0: mismatched bins", stats["snn_vs_ref0_mismatch"])
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,114 @@
+"""Run an exported graph in snnTorch (``pip install -e .[dev]``; snnTorch 1.0.0 with NIRTorch).
+
+Two ways to build the snnTorch model from the graph:
+
+* ``"import_from_nir"``: snnTorch's own ``snntorch.import_nir.import_from_nir``. Exact for
+  feed-forward graphs. It cannot run hm2bp's lateral inhibition: it rewrites a ``CubaLIF <->
+  Linear`` loop into a subgraph whose *input* edge enters the recurrent ``Linear``, so the layer
+  receives ``W_rec (x_t + s_{t-1})`` instead of ``x_t + W_rec s_{t-1}`` (docs/interop.md).
+* ``"nirtorch"``: snnTorch's neuron and weight modules (its importer's node mapping), wired by
+  NIRTorch's own graph interpreter (``nirtorch.nir_to_torch``), which feeds a recurrent edge the
+  previous step's spikes. Exact with lateral inhibition too.
+
+:func:`run_snntorch` presents ``x[t-1]`` at step ``t`` (hm2bp's one-step delivery) and returns
+every spiking layer's trains on hm2bp's clock: an importer applies a layer's input in the step it
+arrives, so hm2bp's layer ``k`` (1-based) fires at ``t`` where the importer's fires at ``t - (k-1)``;
+the importer's last ``k - 1`` steps fall beyond hm2bp's ``T`` and are dropped.
+"""
+from __future__ import annotations
+
+import copy
+
+import nir
+import torch
+from torch import Tensor
+
+METHODS = ("import_from_nir", "nirtorch")
+
+
+def _lif_order(graph: nir.NIRGraph) -> list[str]:
+    """Names of the graph's CubaLIF nodes from input to output, following the edges (a graph read
+    from a file lists its nodes alphabetically)."""
+    succ: dict[str, list[str]] = {}
+    for a, b in graph.edges:
+        succ.setdefault(str(a), []).append(str(b))
+    frontier = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+    seen, order = set(frontier), []
+    while frontier:
+        node = frontier.pop(0)
+        if isinstance(graph.nodes[node], nir.CubaLIF):
+            order.append(node)
+        for nxt in succ.get(node, []):
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return order
+
+
+def build(graph: nir.NIRGraph, method: str = "import_from_nir") -> torch.nn.Module:
+    """The snnTorch model of ``graph`` (``method`` as in the module docstring)."""
+    try:
+        import nirtorch
+        import snntorch  # noqa: F401
+        from snntorch.import_nir import _nir_to_snntorch_module, import_from_nir
+    except ImportError as err:  # optional dependency
+        raise ImportError("running a graph in snnTorch needs snntorch==1.0.0 and nirtorch: pip install -e .[dev]") from err
+    if method == "import_from_nir":
+        return import_from_nir(copy.deepcopy(graph))  # it rewrites the graph it is given
+    if method == "nirtorch":
+        node_map = {t: (lambda n: _nir_to_snntorch_module(n, init_hidden=True))
+                    for t in (nir.Affine, nir.Linear, nir.Conv2d, nir.CubaLIF)}
+        # NIR's Flatten dims exclude the batch; the modules here see [B, ...]
+        node_map[nir.Flatten] = lambda n: torch.nn.Flatten(int(n.start_dim) + 1, int(n.end_dim))
+        return nirtorch.nir_to_torch(graph, node_map)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def run_snntorch(graph: nir.NIRGraph, spikes: Tensor, method: str = "import_from_nir") -> dict[str, Tensor]:
+    """Simulate ``graph`` in snnTorch on ``spikes`` ``[T, B, *input]`` (0/1).
+
+    Returns ``{hm2bp layer name: float spikes [T, B, ...]}`` on hm2bp's clock (module docstring).
+    """
+    import snntorch as snn
+
+    model = build(graph, method)
+    lifs = _lif_order(graph)
+    modules = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (snn.Synaptic, snn.RSynaptic)):
+            key = name.split(".")[-1]
+            modules[key] = module
+    missing = [k for k in lifs if k.replace(".", "_") not in modules]
+    if missing:
+        raise RuntimeError(f"snnTorch model has no neuron module for {missing} (found {sorted(modules)})")
+    record: dict[str, list[Tensor]] = {k: [] for k in lifs}
+    hooks = [modules[k.replace(".", "_")].register_forward_hook(
+        lambda mod, args, out, k=k: record[k].append((out[0] if isinstance(out, tuple) else out).detach().clone()))
+        for k in lifs]
+    T, B = spikes.shape[:2]
+    shape = [int(v) for v in next(n for n in graph.nodes.values() if isinstance(n, nir.Input)).input_type["input"]]
+    x = torch.zeros(T, B, *shape)
+    x[1:] = spikes[:-1].reshape(T - 1, B, *shape).float()  # present x[t-1] at step t
+    for module in modules.values():  # fresh state: snnTorch keeps it on the module between calls
+        module.reset_hidden() if hasattr(module, "reset_hidden") else None
+        for attr in ("syn", "mem", "spk"):
+            if hasattr(module, attr):
+                setattr(module, attr, torch.zeros(0))
+    try:
+        with torch.no_grad():
+            state = None
+            for t in range(T):
+                out = model(x[t]) if state is None else model(x[t], state)
+                if isinstance(out, tuple):
+                    state = out[1]
+    finally:
+        for h in hooks:
+            h.remove()
+    result = {}
+    for k_index, k in enumerate(lifs):
+        trains = torch.stack(record[k])  # [T, B, ...] on the importer's clock
+        aligned = torch.zeros_like(trains)
+        aligned[k_index:] = trains[: T - k_index]
+        name = (graph.nodes[k].metadata or {}).get("hm2bp_layer", k)
+        result[str(name.decode() if isinstance(name, bytes) else name)] = aligned
+    return result
