@@ -47,7 +47,8 @@ def _events_backward(pre, post, w, grad, rule, geom, **kw):
     T, B = pre.shape[:2]
     ev = input_events(spike_index(pre), T, B, pre[0, 0].numel())
     o_in = counts_from_index(spike_index(pre), B, pre[0, 0].numel(), torch.float64).view(pre.shape[1:])
-    return conv_hm2bp_backward_events(ev, spike_index(post), geom, w, grad, rule, o_in=o_in, o_out=post.sum(0), **kw)
+    return conv_hm2bp_backward_events(ev, spike_index(post), geom, w, grad, rule, o_in=o_in, o_out=post.sum(0),
+                                      pre=pre, **kw)
 
 
 # ----------------------------------------------------------------------------- forward currents
@@ -95,9 +96,10 @@ def test_channels_last_index_renumbers():
 
 
 # ----------------------------------------------------------------------------- conv backward
+@pytest.mark.parametrize("path", ["output", "input"])
 @pytest.mark.parametrize("convention", ["exact", "official"])
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=GEOMETRY_IDS)
-def test_conv_events_backward_equals_pairwise_rule(convention, geometry):
+def test_conv_events_backward_equals_pairwise_rule(convention, geometry, path):
     geometry = dict(geometry)
     k, hw = geometry.pop("k", 3), geometry.pop("hw", (6, 5))
     for seed in range(2):
@@ -107,25 +109,30 @@ def test_conv_events_backward_equals_pairwise_rule(convention, geometry):
             rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make(convention), **opts)
             rw, rin, _ = conv_reference(pre, post, w, grad, rule, convention, **geometry)
             for group in (1, 2, 3):
-                gw, gin, _ = _events_backward(pre, post, w, grad, rule, geom, group=group)
+                gw, gin, _ = _events_backward(pre, post, w, grad, rule, geom, group=group, path=path)
                 torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
                 torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("path", ["output", "input"])
+@pytest.mark.parametrize("convention", ["exact", "official"])
 @pytest.mark.parametrize("group", [1, 2, None])
-def test_conv_events_bias_gradient_equals_pairwise_rule(group):
-    pre, post, w, grad = _case(7, B=3)
+def test_conv_events_bias_gradient_equals_pairwise_rule(group, convention, path):
+    pre, post, w, grad = _case(7, T=300, B=3)
     bias = torch.tensor([0.3, -0.7], dtype=torch.float64)
-    rule = HM2BPRule(threshold=2.0, kernel=PSPKernel.make("official"))
-    gw, gin, gb = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 1, 0), bias=bias, group=group)
-    rw, rin, rb = conv_reference(pre, post, w, grad, rule, "official", 1, 0, bias=bias)
-    torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(gb, rb, rtol=1e-10, atol=1e-10)
+    for side_effect in (True, False):
+        rule = HM2BPRule(threshold=2.0, kernel=PSPKernel.make(convention), side_effect=side_effect)
+        gw, gin, gb = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 1, 0), bias=bias, group=group,
+                                       path=path)
+        rw, rin, rb = conv_reference(pre, post, w, grad, rule, convention, 1, 0, bias=bias)
+        torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(gb, rb, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("path", ["output", "input"])
 @pytest.mark.parametrize("silent", ["post", "pre", "both"])
-def test_conv_events_backward_silent_layers(silent):
+def test_conv_events_backward_silent_layers(silent, path):
     pre, post, w, grad = _case(5, B=2, stride=2, padding=1)
     if silent in ("post", "both"):
         post = torch.zeros_like(post)
@@ -133,15 +140,16 @@ def test_conv_events_backward_silent_layers(silent):
         pre = torch.zeros_like(pre)
     rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make("official"), reg_lambda=1.0, reg_beta=0.1)
     rw, rin, _ = conv_reference(pre, post, w, grad, rule, "official", 2, 1)
-    gw, gin, _ = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 2, 1), group=1)
+    gw, gin, _ = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 2, 1), group=1, path=path)
     torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
 
 
-def test_conv_events_backward_without_input_grad():
+@pytest.mark.parametrize("path", ["output", "input", "auto"])
+def test_conv_events_backward_without_input_grad(path):
     pre, post, w, grad = _case(2, B=2)
     rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make("official"))
-    gw, gin, _ = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 1, 0), need_input_grad=False)
+    gw, gin, _ = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 1, 0), need_input_grad=False, path=path)
     rw, _, _ = conv_reference(pre, post, w, grad, rule, "official", 1, 0)
     assert gin is None
     torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)

@@ -77,8 +77,10 @@ def conv_hm2bp_backward_events(
     *,
     o_in: Tensor,
     o_out: Tensor,
+    pre: Tensor | None = None,
     bias: Tensor | None = None,
     need_input_grad: bool = True,
+    path: str = "auto",
     group: int | None = None,
     memory_budget: int = CONV_MEMORY_BUDGET,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -92,18 +94,26 @@ def conv_hm2bp_backward_events(
         weight: ``[C_out, C_in, k, k]``; grad_counts: ``[B, C_out, H', W']`` ``dE/do``.
         rule: learning-rule options (``threshold`` is ``nu_conv``).
         o_in, o_out: spike counts ``[B, C_in, H, W]`` and ``[B, C_out, H', W']``.
+        pre: the input spike trains ``[T, B, C_in, H, W]`` (0/1, any dtype); needed by the
+            ``"input"`` path.
         bias: optional ``[C_out]`` bias (a synapse from an input firing at every step).
         need_input_grad: also return ``dE/do`` of the input counts.
+        path: ``"output"`` scans the post-side adjoint trace ``Q`` (``C_out H' W'`` neurons) and
+            gathers it at the input events; ``"input"`` scans the input PSP traces (``C_in H W``
+            neurons, :mod:`hm2bp.functional.conv_input_trace`) and gathers them at the output
+            coefficient events; ``"auto"`` picks the cheaper by a count of the work of each
+            (the scans plus the gathered floats). Same gradients either way.
         group: samples per block (default: as many as ``memory_budget`` bytes allow).
 
     Returns:
         ``(grad_weight, grad_input_counts [B, C_in, H, W] or None, grad_bias or None)``, summed
         over the batch, the regulariser (H17) added once per sample.
     """
+    from hm2bp.functional.conv_input_trace import input_trace_terms
+
     dtype, device = weight.dtype, weight.device
     T, B = pre_events.shape[:2]
-    ho, wo, c_out, k = geom.h_out, geom.w_out, geom.c_out, geom.k
-    n_out = c_out * ho * wo
+    c_out = geom.c_out
     conv = dict(stride=geom.stride, padding=geom.padding)
     o_out = o_out.to(dtype)
     o_in = o_in.to(dtype)
@@ -117,21 +127,59 @@ def conv_hm2bp_backward_events(
         if bias is not None:
             tap_sum = tap_sum + bias.view(1, -1, 1, 1)
         silent_sigma = rule.silent_side_ratio * tap_sum / rule.threshold
-    # silent posts need no Q: coef = delta (1 + sigma_silent), e = silent_spsp for every active pre
+    # silent posts need no S-PSP: coef = delta (1 + sigma_silent), e = silent_spsp for every active pre
     silent_coef = delta * silent_out * (1.0 + silent_sigma if silent_sigma is not None else 1.0)
     grad_w = rule.silent_spsp * conv2d_weight((o_in > 0).to(dtype), weight.shape, silent_coef, **conv)
     grad_b = rule.silent_spsp * silent_coef.sum((0, 2, 3)) if bias is not None else None
+    want_h = need_input_grad and rule.effect_ratio
+
+    if path not in ("auto", "output", "input"):
+        raise ValueError(f"path must be 'auto', 'output' or 'input', got {path!r}")
+    if path == "input" and pre is None:
+        raise ValueError("path='input' needs the input trains (pre)")
+    if path == "auto":
+        path = "output" if pre is None else choose_path(pre_events.s.numel(), post_index.numel(), T, B, geom,
+                                                        rule.kernel.window is not None, want_h)
+    terms = input_trace_terms if path == "input" else _output_trace_terms
+    acc, h, gb = terms(pre_events, pre, post_index, geom, weight, rule, delta=delta, active_out=active_out,
+                       o_out=o_out, bias=bias, want_h=want_h, group=group, memory_budget=memory_budget)
+    grad_w = grad_w + acc + B * regulariser_grad(weight, rule)
+    if gb is not None:
+        grad_b = grad_b + gb
     grad_in = None
     if need_input_grad:
         in_size = (B, geom.c_in, geom.h, geom.w)
         plain = conv2d_input(in_size, weight, delta, **conv)  # sum_o delta_o w_{o,i} (rho = 1)
         if rule.effect_ratio:
             from_silent = conv2d_input(in_size, weight, delta * silent_out, **conv)  # rho = 1 for o_o = 0
-            h_all = torch.zeros(B, geom.c_in * geom.h * geom.w, dtype=dtype, device=device)
+            grad_in = torch.where(o_in > 0, h.view(in_size) / o_in.clamp(min=1) + from_silent, plain)
         else:
             grad_in = plain
+    return grad_w, grad_in, grad_b
 
-    # ------------------------------------------------------------------ Q per block of samples
+
+def choose_path(n_pre: int, n_post: int, T: int, B: int, geom: ConvGeometry, windowed: bool, want_h: bool) -> str:
+    """``"output"`` or ``"input"``: the path with less work. Each scans two traces of its side's
+    neurons over ``T`` steps, then gathers, per kernel tap, a row of the other side's channels for
+    every event: input spikes on the output path, post coefficient events (2 per output spike, 3
+    with the official window) on the input path."""
+    taps = geom.k * geom.k
+    n_out = geom.c_out * geom.h_out * geom.w_out
+    n_in = geom.c_in * geom.h * geom.w
+    per_spike = 3 if windowed else 2
+    out_cost = 2 * T * B * n_out + 2 * n_pre * taps * geom.c_out * (2 if want_h else 1)
+    in_cost = 2 * T * B * n_in + 2 * per_spike * n_post * taps * geom.c_in * (3 if want_h else 2)
+    return "input" if in_cost < out_cost else "output"
+
+
+def _output_trace_terms(pre_events, pre, post_index, geom, weight, rule, *, delta, active_out, o_out, bias, want_h,
+                        group, memory_budget):
+    """The active posts' terms from the post-side adjoint trace ``Q`` (module docstring):
+    ``(grad_w part [C_out, C_in, k, k], h [B, C_in H W] or None, grad_b part or None)``."""
+    dtype, device = weight.dtype, weight.device
+    T, B = pre_events.shape[:2]
+    ho, wo, c_out, k = geom.h_out, geom.w_out, geom.c_out, geom.k
+    n_out = c_out * ho * wo
     per_sample = 2 * (T + rule.kernel.shift) * n_out + (CURRENT_CHUNK * n_out if rule.side_effect else 0)
     group = _group(B, per_sample, weight.element_size(), memory_budget, group)
     events = reset_events_from_index(channels_last_index(post_index, T, B, c_out, ho, wo), T, B * n_out,
@@ -140,6 +188,8 @@ def conv_hm2bp_backward_events(
     stamps = line_stamps(weight, geom) if rule.side_effect else None
     w_taps = weight.permute(2, 3, 1, 0).contiguous()  # [k, k, C_in, C_out]
     acc = torch.zeros(k, k, geom.c_in, c_out, dtype=dtype, device=device)  # grad_w per tap, [C_in, C_out]
+    h_all = torch.zeros(B, geom.c_in * geom.h * geom.w, dtype=dtype, device=device) if want_h else None
+    grad_b = torch.zeros(c_out, dtype=dtype, device=device) if bias is not None else None
     hw = geom.h * geom.w
     for b0 in range(0, B, group):
         b1 = min(b0 + group, B)
@@ -151,9 +201,8 @@ def conv_hm2bp_backward_events(
         rem = ev.j - ci * hw
         iy = torch.div(rem, geom.w, rounding_mode="floor")
         ix = rem - iy * geom.w
-        cl = (slice(b0, b1), slice(None), slice(None), slice(None))
-        d_cl = delta[cl].permute(0, 2, 3, 1)  # [g, H', W', C_out]
-        active_cl = active_out[cl].permute(0, 2, 3, 1)
+        d_cl = delta[b0:b1].permute(0, 2, 3, 1)  # [g, H', W', C_out]
+        active_f = active_out[b0:b1].permute(0, 2, 3, 1).to(dtype)
 
         factor = None  # 1 + sigma of the active posts, channels-last
         e_bias = q.sum(0) if bias is not None else None
@@ -161,12 +210,10 @@ def conv_hm2bp_backward_events(
             a_ff = _trace_dot_current(q, ev.s * g + ev.b, ci, iy, ix, stamps, geom)  # [g, H', W', C_out]
             if bias is not None:
                 a_ff = a_ff + bias * e_bias
-            o_cl = o_out[cl].permute(0, 2, 3, 1)
-            factor = 1.0 + a_ff / (rule.threshold * o_cl.clamp(min=1))
-        active_f = active_cl.to(dtype)
-        q.mul_(d_cl * active_f)  # delta Q of the active posts (silent ones are handled above)
+            factor = 1.0 + a_ff / (rule.threshold * o_out[b0:b1].permute(0, 2, 3, 1).clamp(min=1))
+        q.mul_(d_cl * active_f)  # delta Q of the active posts (silent ones are handled by the caller)
         table = q.view(-1, c_out)
-        if need_input_grad and rule.effect_ratio:
+        if want_h:
             h_ev = torch.zeros(ev.s.numel(), dtype=dtype, device=device)
             for ky in range(k):
                 for kx in range(k):
@@ -187,11 +234,7 @@ def conv_hm2bp_backward_events(
                 part = F.embedding_bag(row.long(), table, offsets, mode="sum", per_sample_weights=ok.to(dtype))
                 acc[ky, kx] += part.view(g, geom.c_in, c_out).sum(0)
         del q, table
-    grad_w = grad_w + acc.permute(3, 2, 0, 1) + B * regulariser_grad(weight, rule)
-    if need_input_grad and rule.effect_ratio:
-        h = h_all.view(in_size)
-        grad_in = torch.where(o_in > 0, h / o_in.clamp(min=1) + from_silent, plain)
-    return grad_w, grad_in, grad_b
+    return acc.permute(3, 2, 0, 1), h_all, grad_b
 
 
 def _trace_dot_current(q: Tensor, frame: Tensor, ci: Tensor, iy: Tensor, ix: Tensor, stamps: Tensor,

@@ -92,8 +92,8 @@ class _ConvCounts(torch.autograd.Function):
         o_in = counts_in if counts_in is not None else counts_from_index(index, B, per_sample, weight.dtype)
         gw, gin, gb = conv_hm2bp_backward_events(
             input_events(index, T, B, per_sample), out_index, layer.geometry(tuple(pre.shape[2:])), weight,
-            grad_counts, layer.rule, o_in=o_in.reshape(pre.shape[1:]), o_out=counts, bias=bias,
-            need_input_grad=need_in, memory_budget=layer.memory_budget,
+            grad_counts, layer.rule, o_in=o_in.reshape(pre.shape[1:]), o_out=counts, pre=pre, bias=bias,
+            need_input_grad=need_in, path=layer.backward_path, memory_budget=layer.memory_budget,
         )
         return gin, gw, gb, None, None, None
 
@@ -173,6 +173,7 @@ class SpikingConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.block = BLOCK  # time steps per block of the forward simulation
         self.memory_budget = CONV_MEMORY_BUDGET  # bytes per block of samples in the backward
+        self.backward_path = "auto"  # "output" (adjoint trace) or "input" (input traces); same gradients
 
     def output_shape(self, in_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """``(C_out, H', W')`` for inputs ``(C_in, H, W)``."""
