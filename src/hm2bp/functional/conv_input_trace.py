@@ -49,13 +49,21 @@ def _pairs(t_a, n_a, v_a, t_b, n_b, v_b, aa, ab, kernel):
 
 
 def padded_traces(pre: Tensor, kernel, dtype: torch.dtype, padding: int) -> tuple[Tensor, Tensor]:
-    """The two PSP traces of 0/1 trains ``[T, g, C, H, W]``, channels-last and zero-padded:
-    ``[T, g, H + 2p, W + 2p, C]`` each."""
-    aa, ab = psp_traces(as_uint8(pre).permute(0, 1, 3, 4, 2), kernel, dtype)
-    if padding == 0:
-        return aa.contiguous(), ab.contiguous()
-    pad = (0, 0, padding, padding, padding, padding)
-    return F.pad(aa, pad), F.pad(ab, pad)
+    """The two PSP traces ``(A_a, A_b)`` of 0/1 trains ``[T, g, C, H, W]`` (``psp.psp_traces``:
+    shifted by ``Delta``, inputs before ``min_pre_time`` dropped), channels-last and zero-padded:
+    ``[T, g, H + 2p, W + 2p, C]`` each, two halves of one buffer scanned together (one fused
+    kernel per step)."""
+    T, g, c, h, w = pre.shape
+    p, shift, first = padding, kernel.shift, kernel.min_pre_time
+    buf = torch.zeros(2, T, g, h + 2 * p, w + 2 * p, c, dtype=dtype, device=pre.device)
+    src = as_uint8(pre).permute(0, 1, 3, 4, 2)  # [T, g, H, W, C]
+    if T > shift + first:  # a spike at t lands at t + Delta
+        buf[:, shift + first :, :, p : p + h, p : p + w] = src[first : T - shift].unsqueeze(0)
+    decay = torch.tensor([kernel.decay_m, kernel.decay_s], dtype=dtype, device=pre.device).view(2, 1, 1, 1, 1)
+    steps = buf.unbind(1)  # per-step views made once
+    for t in range(shift + 1, T):
+        torch.addcmul(steps[t], steps[t - 1], decay, out=steps[t])
+    return buf[0], buf[1]
 
 
 def _patches(table: Tensor, t, b, y, x, g: int, hp: int, wp: int, c_in: int, stride: int, offsets: Tensor) -> Tensor:
@@ -79,6 +87,16 @@ def _chunks(run: Tensor, chunk: int):
         i0 = i1
 
 
+def _runs(n: Tensor, active: Tensor) -> Tensor:
+    """Index in ``active`` (sorted unique neurons) of every event of the sorted list ``n``."""
+    change = torch.ones_like(n, dtype=torch.bool)
+    change[1:] = n[1:] != n[:-1]
+    run = torch.cumsum(change, 0) - 1
+    if run.numel() and int(run[-1]) + 1 == active.numel() and bool((active.index_select(0, run) == n).all()):
+        return run  # the list covers every active neuron (the usual case): no search
+    return torch.searchsorted(active, n)
+
+
 def spsp_patches(pairs, active: Tensor, g: int, geom: ConvGeometry, hp: int, wp: int, offsets: Tensor) -> Tensor:
     """``E[a] = e_{o_a|RF(o_a)}`` ``[n_active, k k C_in]``: the S-PSP of every active output neuron
     from each input of its receptive field, ``sum_pairs sum_{(t, o, v)} v G_{(t,o)}`` (events
@@ -91,7 +109,7 @@ def spsp_patches(pairs, active: Tensor, g: int, geom: ConvGeometry, hp: int, wp:
             E = torch.zeros(active.numel(), patch, dtype=table.dtype, device=table.device)
         if n.numel() == 0:
             continue
-        run = torch.searchsorted(active, n)  # active-neuron number of every event
+        run = _runs(n, active)  # active-neuron number of every event
         b = torch.div(n, n_out, rounding_mode="floor")
         r = n - b * n_out
         r = r - torch.div(r, geom.h_out * geom.w_out, rounding_mode="floor") * (geom.h_out * geom.w_out)

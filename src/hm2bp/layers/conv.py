@@ -199,7 +199,8 @@ class SpikingConv2d(nn.Module):
         """
         T, B = spikes.shape[:2]
         geom = self.geometry(tuple(spikes.shape[2:]))
-        out = torch.zeros(T, B, geom.c_out, geom.h_out, geom.w_out, dtype=torch.bool, device=weight.device)
+        out = torch.empty(T, B, geom.c_out, geom.h_out, geom.w_out, dtype=torch.bool, device=weight.device)
+        out[:1] = False  # no spike at t = 0; the scan writes every later step
         scan = LIFScan(out.permute(0, 1, 3, 4, 2), self.threshold, tau_m=self.tau_m, tau_s=self.tau_s,
                        refractory=self.refractory, threshold_eps=self.threshold_eps, dtype=weight.dtype)
         weight = weight.detach()
@@ -363,7 +364,8 @@ class SpikingPool2d(nn.Module):
         """
         T, B, C, H, W = spikes.shape
         p = self.kernel_size
-        out = torch.zeros(T, B, C, H // p, W // p, dtype=torch.bool, device=spikes.device)
+        out = torch.empty(T, B, C, H // p, W // p, dtype=torch.bool, device=spikes.device)
+        out[:1] = False  # no spike at t = 0; the scan writes every later step
         scan = LIFScan(out, self.threshold, tau_m=self.tau_m, tau_s=self.tau_s, refractory=self.refractory,
                        threshold_eps=self.threshold_eps, dtype=dtype)
         index = _input_index(spikes, input_index)
