@@ -38,7 +38,7 @@ def spike_index(spikes: Tensor) -> Tensor:
     that is several times fewer elements for ``nonzero`` to visit than one byte at a time."""
     flat = as_uint8(spikes).reshape(-1)
     m = flat.numel() // 8 * 8
-    if flat.dtype != torch.uint8 or m == 0:
+    if flat.dtype != torch.uint8 or m == 0 or flat.storage_offset() % 8:  # int64 words need 8-byte alignment
         return flat.nonzero().squeeze(1)
     words = flat[:m].view(torch.int64).nonzero().squeeze(1)  # ascending
     hits = flat[:m].view(-1, 8).index_select(0, words).nonzero()  # [k, 2]: (word, byte), row-major
