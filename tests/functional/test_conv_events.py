@@ -185,3 +185,35 @@ def test_pool_events_backward_silent():
     got = pool_hm2bp_backward_events(ev, spike_index(post), C, (4, 4), grad, 2, PSPKernel.make("official"),
                                      divisor=4.0, o_in=pre.sum(0), o_out=post.sum(0))
     assert torch.equal(got, torch.full((B, C, 4, 4), 0.25, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- layers: sparse vs dense
+@pytest.mark.parametrize("spec,thresholds", [("12x12-4C3-P2-3C3-20-10", [0.6, 0.5, 0.8, 1.0, 1.0]),
+                                              ("13x11-3C4-P3-20-10", [0.6, 0.5, 1.0, 1.0])])
+def test_network_event_path_equals_dense_path(monkeypatch, spec, thresholds):
+    """The same CNN with the event-driven layers and with the dense conv-form fallback (forced by a
+    density threshold of 0): identical spikes, gradients equal to 1e-10 (float64)."""
+    import hm2bp
+    import hm2bp.layers.conv as conv_layers
+
+    torch.manual_seed(0)
+    net = hm2bp.SpikingNetwork(spec, thresholds, output_lateral_inhibition=1.0, spsp="official", target_injection=8,
+                               conv_init=1.0).double()
+    h, w = (int(v) for v in spec.split("-")[0].split("x"))
+    x = (torch.rand(90, 3, h, w, generator=torch.Generator().manual_seed(1)) < 0.06).to(torch.uint8)
+    y = torch.tensor([1, 4, 7])
+
+    def run():
+        net.zero_grad(set_to_none=True)
+        outs = net(x, target=y, return_all=True)
+        hm2bp.SpikeCountLoss(8, 2, 2)(outs["output"].sum(0), y).backward()
+        return {k: v.detach().bool() for k, v in outs.items()}, {k: p.grad.clone() for k, p in net.named_parameters()}
+
+    spikes, grads = run()
+    assert all(int(s.sum()) > 0 for k, s in spikes.items() if k != "output")
+    monkeypatch.setattr(conv_layers, "MAX_CONV_DENSITY", -1.0)  # every conv/pool layer takes the dense path
+    dense_spikes, dense_grads = run()
+    for k in spikes:
+        assert torch.equal(spikes[k], dense_spikes[k]), k
+    for k in grads:
+        torch.testing.assert_close(grads[k], dense_grads[k], rtol=1e-10, atol=1e-10)
