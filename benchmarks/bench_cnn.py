@@ -17,9 +17,9 @@ Network: 28x28-15C5-P2-40C5-P2-300-10, thresholds 5/2/12/4/10/10, official conve
 Input: real MNIST training images rate-coded as in the datamodule (``--data-dir`` holding
 ``MNIST/raw``), or, without it, random blobs at the same density. Prints one JSON line with the
 keys of ``bench_mlp.py``: median and best seconds per step over ``--repeats`` (after one warm-up),
-per-layer spike counts, peak RSS, and ``peak_above_baseline_mib`` (peak RSS during the timed steps
-minus the RSS after imports, model and data creation; on CUDA the allocator's peak above its
-baseline instead).
+per-layer spike counts, peak RSS, and ``peak_above_baseline_mib`` (the highest peak RSS of the steps,
+each step's high-water mark reset before it and read right after it, minus the RSS after imports,
+model and data creation; on CUDA the allocator's peak above its baseline instead).
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from bench_mlp import _reset_peak, _rss_kib  # noqa: E402
 
 from hm2bp import SpikeCountLoss, SpikingNetwork  # noqa: E402
 from hm2bp.datamodules.encoding import bernoulli_rate  # noqa: E402
+from hm2bp.functional.grad import spike_counts  # noqa: E402
 
 SPEC = "28x28-15C5-P2-40C5-P2-300-10"
 THRESHOLDS = [5, 2, 12, 4, 10, 10]
@@ -145,9 +146,12 @@ def main() -> None:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         cuda_base = torch.cuda.memory_allocated()
+    peaks = []  # VmHWM after each step, reset before it (the spike counting below stays out of it)
     for _ in range(args.repeats + 1):
         if dev.type == "cuda":
             torch.cuda.synchronize()
+        if peak_reset:
+            _reset_peak()
         t0 = time.perf_counter()
         if args.mode == "forward":
             with torch.no_grad():
@@ -160,9 +164,11 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-        counts = {k: int(v.detach().sum()) for k, v in outs.items()}
+        peaks.append(_rss_kib("VmHWM") if peak_reset else None)
+        # count in chunks of steps: .sum() of a bool train would first copy it to int64 (8 bytes a neuron-step)
+        counts = {k: int(spike_counts(v.detach(), torch.float64).sum()) for k, v in outs.items()}
         del outs
-    peak_kib = _rss_kib("VmHWM") if peak_reset else None
+    peak_kib = max(p for p in peaks if p is not None) if peak_reset and peaks else None
     if peak_kib is None:
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {
