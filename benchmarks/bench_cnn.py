@@ -1,13 +1,25 @@
-"""Time and peak memory of one HM2-BP training step of the paper CNN vs its forward pass alone.
+"""Time and peak memory of one training step of the paper CNN vs its forward pass alone, one config per process.
 
-    python benchmarks/bench_cnn.py --mode forward --batch 16 --T 400   # one configuration per process
-    python benchmarks/bench_cnn.py --mode train --batch 16 --T 400
+    python benchmarks/bench_cnn.py --mode forward --batch 64 --T 400            # HM2-BP forward (LIF simulation)
+    python benchmarks/bench_cnn.py --mode train --batch 64 --T 400              # HM2-BP step
+    python benchmarks/bench_cnn.py --mode train --batch 64 --T 400 --rule bptt  # hm2bp.baselines BPTT CNN
+    python benchmarks/bench_cnn.py --mode train --batch 64 --T 400 --rule snntorch
 
 Network: 28x28-15C5-P2-40C5-P2-300-10, thresholds 5/2/12/4/10/10, official conventions (the
-``configs/experiment/mnist_cnn.yaml`` model). Input: real MNIST training images rate-coded as in
-the datamodule (``--data-dir`` holding ``MNIST/raw``), or, without it, random blobs at the same
-density. Prints the median seconds per step over ``--repeats`` (after one warm-up), per-layer
-spike counts, and the process's peak RSS (plus the CUDA peak on GPU) as one JSON line.
+``configs/experiment/mnist_cnn.yaml`` model: lateral inhibition 1, target injection 35). Rules:
+
+* ``hm2bp``: ``hm2bp.SpikingNetwork`` (event-driven conv/pool, HM2-BP backward);
+* ``bptt``: ``hm2bp.baselines.BPTTNetwork`` on the same spec: the same neurons and spikes for the
+  same weights, trained by surrogate-gradient BPTT;
+* ``snntorch``: the same shape in snnTorch's tutorial style (``nn.Conv2d``/window sum/``nn.Linear``
+  per step + ``snn.Synaptic``, zero reset, no refractory period, no lateral inhibition), BPTT.
+
+Input: real MNIST training images rate-coded as in the datamodule (``--data-dir`` holding
+``MNIST/raw``), or, without it, random blobs at the same density. Prints one JSON line with the
+keys of ``bench_mlp.py``: median and best seconds per step over ``--repeats`` (after one warm-up),
+per-layer spike counts, peak RSS, and ``peak_above_baseline_mib`` (the highest peak RSS of the steps,
+each step's high-water mark reset before it and read right after it, minus the RSS after imports,
+model and data creation; on CUDA the allocator's peak above its baseline instead).
 """
 from __future__ import annotations
 
@@ -15,12 +27,18 @@ import argparse
 import json
 import resource
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from hm2bp import SpikeCountLoss, SpikingNetwork
-from hm2bp.datamodules.encoding import bernoulli_rate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_mlp import _reset_peak, _rss_kib  # noqa: E402
+
+from hm2bp import SpikeCountLoss, SpikingNetwork  # noqa: E402
+from hm2bp.datamodules.encoding import bernoulli_rate  # noqa: E402
+from hm2bp.functional.grad import spike_counts  # noqa: E402
 
 SPEC = "28x28-15C5-P2-40C5-P2-300-10"
 THRESHOLDS = [5, 2, 12, 4, 10, 10]
@@ -28,8 +46,6 @@ THRESHOLDS = [5, 2, 12, 4, 10, 10]
 
 def _images(data_dir: str | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     if data_dir:
-        from pathlib import Path
-
         import numpy as np
 
         from hm2bp.datamodules.idx import read_idx
@@ -45,9 +61,53 @@ def _images(data_dir: str | None, batch: int) -> tuple[torch.Tensor, torch.Tenso
     return x, torch.randint(0, 10, (batch,), generator=g)
 
 
+def _snntorch_cnn(tau_m: float = 64.0, tau_s: float = 8.0):
+    import snntorch as snn
+    import torch.nn.functional as F
+    from torch import nn
+
+    class SnnTorchCNN(nn.Module):
+        """Per step: conv/window-sum/linear + snn.Synaptic for each of the six layers, BPTT."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 15, 5, bias=False)
+            self.conv2 = nn.Conv2d(15, 40, 5, bias=False)
+            self.fc1 = nn.Linear(640, 300, bias=False)
+            self.out = nn.Linear(300, 10, bias=False)
+            for m in (self.conv1, self.conv2):
+                nn.init.uniform_(m.weight, -0.5, 0.5)
+            for m in (self.fc1, self.out):
+                nn.init.uniform_(m.weight, -1.0, 1.0)
+            # mem integrates syn (not syn/tau_s as in hm2bp): thresholds scaled by tau_s
+            self.lifs = nn.ModuleList(
+                snn.Synaptic(alpha=1 - 1 / tau_s, beta=1 - 1 / tau_m, threshold=thr * tau_s, reset_mechanism="zero")
+                for thr in THRESHOLDS
+            )
+            self.num_classes = 10
+
+        def forward(self, x, target=None, return_all=False):
+            states = [lif.init_synaptic() for lif in self.lifs]
+            ops = [self.conv1, lambda h: F.avg_pool2d(h, 2, divisor_override=1), self.conv2,
+                   lambda h: F.avg_pool2d(h, 2, divisor_override=1), lambda h: self.fc1(h.flatten(1)), self.out]
+            out = []
+            for x_t in x.to(self.conv1.weight.dtype).unsqueeze(2).unbind(0):
+                h = x_t
+                for k, (op, lif) in enumerate(zip(ops, self.lifs)):
+                    syn, mem = states[k]
+                    h, syn, mem = lif(op(h), syn, mem)
+                    states[k] = (syn, mem)
+                out.append(h)
+            spikes = torch.stack(out)
+            return {"output": spikes} if return_all else spikes
+
+    return SnnTorchCNN()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", choices=["train", "forward"], default="train")
+    ap.add_argument("--rule", choices=["hm2bp", "bptt", "snntorch"], default="hm2bp")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--T", type=int, default=400)
     ap.add_argument("--spsp", default="official")
@@ -56,6 +116,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data-dir", default=None, help="folder with MNIST/raw (default: synthetic images)")
+    ap.add_argument("--conv-budget-mib", type=float, default=None,
+                    help="memory budget of the conv/pool backward's sample blocks (default: the layers' 128 MiB)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -63,7 +125,18 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     dev = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    net = SpikingNetwork(SPEC, THRESHOLDS, output_lateral_inhibition=1.0, spsp=args.spsp, target_injection=35)
+    if args.rule == "hm2bp":
+        net = SpikingNetwork(SPEC, THRESHOLDS, output_lateral_inhibition=1.0, spsp=args.spsp, target_injection=35)
+    elif args.rule == "bptt":
+        from hm2bp.baselines import BPTTNetwork
+
+        net = BPTTNetwork(SPEC, THRESHOLDS, output_lateral_inhibition=1.0)
+    else:
+        net = _snntorch_cnn()
+    if args.conv_budget_mib is not None:
+        for layer in net.modules():
+            if hasattr(layer, "memory_budget"):
+                layer.memory_budget = int(args.conv_budget_mib * 2**20)
     net = net.to(device=dev, dtype=dtype)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     loss_fn = SpikeCountLoss()
@@ -71,9 +144,20 @@ def main() -> None:
     x = bernoulli_rate(images.to(dev), args.T, index=torch.arange(args.batch, device=dev))  # [T, B, 28, 28]
     y = y.to(dev)
     times, counts = [], {}
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_kib = _rss_kib("VmRSS")
+    peak_reset = _reset_peak()
+    cuda_base = 0
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        cuda_base = torch.cuda.memory_allocated()
+    peaks = []  # VmHWM after each step, reset before it (the spike counting below stays out of it)
     for _ in range(args.repeats + 1):
         if dev.type == "cuda":
             torch.cuda.synchronize()
+        if peak_reset:
+            _reset_peak()
         t0 = time.perf_counter()
         if args.mode == "forward":
             with torch.no_grad():
@@ -86,18 +170,30 @@ def main() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-        counts = {k: int(v.detach().sum()) for k, v in outs.items()}
+        peaks.append(_rss_kib("VmHWM") if peak_reset else None)
+        # count in chunks of steps: .sum() of a bool train would first copy it to int64 (8 bytes a neuron-step)
+        counts = {k: int(spike_counts(v.detach(), torch.float64).sum()) for k, v in outs.items()}
         del outs
+    peak_kib = max(p for p in peaks if p is not None) if peak_reset and peaks else None
+    if peak_kib is None:
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {
-        "mode": args.mode, "batch": args.batch, "T": args.T, "dtype": args.dtype, "device": str(dev),
-        "threads": args.threads, "input": "mnist" if args.data_dir else "synthetic",
-        "sec_per_step_median": round(statistics.median(times[1:]), 3),
-        "sec_per_step_all": [round(t, 3) for t in times],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rule": args.rule, "mode": args.mode, "batch": args.batch, "T": args.T, "dtype": args.dtype,
+        "device": str(dev), "threads": args.threads, "input": "mnist" if args.data_dir else "synthetic",
+        "conv_budget_mib": args.conv_budget_mib,
+        "s_per_step_median": round(statistics.median(times[1:]), 4), "s_per_step_min": round(min(times[1:]), 4),
+        "s_per_step_all": [round(t, 4) for t in times],
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_mib": round(rss0, 1),
+        "baseline_rss_mib": round(base_kib / 1024, 1) if base_kib is not None else None,
+        "peak_above_baseline_mib": round((peak_kib - (base_kib or 0)) / 1024, 1),
+        "peak_reset": peak_reset,
         "spikes_per_layer": counts,
     }
     if dev.type == "cuda":
-        result["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        result["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        result["cuda_peak_above_baseline_mib"] = round((torch.cuda.max_memory_allocated() - cuda_base) / 2**20, 1)
+        result["peak_above_baseline_mib"] = result["cuda_peak_above_baseline_mib"]
     print(json.dumps(result))
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/device_check.py --device cuda     # on a GPU machine, before its benchmark
     python benchmarks/device_check.py --device cpu      # smoke run of the script itself
+    pytest -m gpu tests/test_device_check.py            # the same check as a test (skipped without CUDA)
 
 Builds a small MLP (100-60-10, official conventions) and a small CNN (12x12-4C3-P2-30-10) in
 float64, copies the same weights to the CPU and to ``--device``, runs one forward and one HM2-BP
@@ -48,6 +49,22 @@ def compare(name: str, net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor, de
     return report
 
 
+def check(device: torch.device, rtol: float = 1e-9, T: int = 120) -> list[dict]:
+    """Compare CPU and ``device`` on the small MLP and CNN (module docstring); one report each."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (4,), generator=g)
+    torch.manual_seed(0)
+    mlp = SpikingNetwork("100-60-10", [3.0, 2.0], output_lateral_inhibition=1.0, spsp="official",
+                         target_injection=10, reg_lambda=1.0, reg_beta=0.1).double()
+    x_mlp = (torch.rand(T, 4, 100, generator=g) < 0.05).to(torch.uint8)
+    torch.manual_seed(1)
+    cnn = SpikingNetwork("12x12-4C3-P2-30-10", [1.0, 0.5, 2.0, 2.0], output_lateral_inhibition=1.0,
+                         spsp="official").double()
+    x_cnn = (torch.rand(T, 4, 12, 12, generator=g) < 0.2).to(torch.uint8)
+    return [compare("mlp 100-60-10", mlp, x_mlp, y, device, rtol),
+            compare("cnn 12x12-4C3-P2-30-10", cnn, x_cnn, y, device, rtol)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
@@ -58,18 +75,7 @@ def main() -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"error": "CUDA is not available"}))
         return 2
-    g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 10, (4,), generator=g)
-    torch.manual_seed(0)
-    mlp = SpikingNetwork("100-60-10", [3.0, 2.0], output_lateral_inhibition=1.0, spsp="official",
-                         target_injection=10, reg_lambda=1.0, reg_beta=0.1).double()
-    x_mlp = (torch.rand(args.T, 4, 100, generator=g) < 0.05).to(torch.uint8)
-    torch.manual_seed(1)
-    cnn = SpikingNetwork("12x12-4C3-P2-30-10", [1.0, 0.5, 2.0, 2.0], output_lateral_inhibition=1.0,
-                         spsp="official").double()
-    x_cnn = (torch.rand(args.T, 4, 12, 12, generator=g) < 0.2).to(torch.uint8)
-    reports = [compare("mlp 100-60-10", mlp, x_mlp, y, device, args.rtol),
-               compare("cnn 12x12-4C3-P2-30-10", cnn, x_cnn, y, device, args.rtol)]
+    reports = check(device, args.rtol, args.T)
     ok = all(r["ok"] for r in reports)
     print(json.dumps({"device": str(device), "torch": torch.__version__, "ok": ok, "reports": reports}))
     return 0 if ok else 1

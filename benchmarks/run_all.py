@@ -13,7 +13,9 @@ MLP sweep (``bench_mlp.py``): 784-800-10, batch 64, Bernoulli input at p = 0.03,
 
 Memory is the peak RSS during the timed steps minus the RSS after imports, model and data
 creation (``peak_above_baseline_mib``). Each run gets its own process, so peaks don't mix.
-The paper CNN (``bench_cnn.py``, 28x28-15C5-P2-40C5-P2-300-10) runs at T = 400, batch 16.
+The paper CNN (28x28-15C5-P2-40C5-P2-300-10) is swept by ``run_cnn.py`` afterwards (its own
+tables and plots in ``results/cnn/``): CNN step against the MLP step at T = 400, batch 64, and
+HM2-BP, BPTT and snnTorch CNN time and memory against T.
 
 Writes ``benchmarks/results/``: ``results.json`` (every raw record with the load average before
 and after it), ``tables.md`` (what docs/benchmarks.md quotes), ``time_vs_T.png``, ``memory_vs_T.png``.
@@ -115,16 +117,6 @@ def tables(records: list[dict], rules: list[str], Ts: list[int], batch: int = 64
         out.append(f"| {LABELS[r]} | {_fmt(slopes[r], 1)} |")
     if slopes.get("hm2bp") and slopes.get("bptt"):
         out += ["", f"HM2-BP growth / BPTT growth = {slopes['hm2bp'] / slopes['bptt']:.2f}"]
-    cnn = [r for r in records if r.get("suite") == "cnn"]
-    if cnn:
-        out += ["", "### Paper CNN 28x28-15C5-P2-40C5-P2-300-10, batch 16, T = 400 (bench_cnn.py)", "",
-                "| mode | s/step (median) | all steps s | peak RSS MiB (absolute) | load avg before/after |", "|---|---|---|---|---|"]
-        for r in cnn:
-            if "error" in r:
-                out.append(f"| {r.get('label')} | error: {r['error']} | | | |")
-                continue
-            out.append(f"| {r['mode']} | {_fmt(r['sec_per_step_median'])} | {r['sec_per_step_all']} | {r['peak_rss_mb']} |"
-                       f" {r['load_before'][0]} / {r['load_after'][0]} |")
     return "\n".join(out) + "\n"
 
 
@@ -165,8 +157,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
-    ap.add_argument("--no-cnn", action="store_true", help="skip the paper CNN at T = 400")
-    ap.add_argument("--cnn-repeats", type=int, default=1)
+    ap.add_argument("--no-cnn", action="store_true", help="skip the paper CNN sweep (run_cnn.py)")
     ap.add_argument("--timeout", type=float, default=900.0, help="per subprocess, seconds")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--device", default="cpu", help="cpu or cuda (every configuration runs there)")
@@ -199,17 +190,6 @@ def main() -> None:
                      f"+{rec['peak_above_baseline_mib']:.0f} MiB  load {rec['load_before'][0]}->{rec['load_after'][0]}"),
                   flush=True)
             (outdir / "results.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
-    if not args.no_cnn:
-        for mode in ("forward", "train"):
-            cmd = [sys.executable, str(HERE / "bench_cnn.py"), "--mode", mode, "--batch", "16", "--T", "400",
-                   "--repeats", str(args.cnn_repeats), "--threads", str(args.threads), "--device", args.device]
-            rec = _run(cmd, args.timeout)
-            rec.update(suite="cnn", label=f"cnn-{mode}", T=400)
-            records.append(rec)
-            print(f"CNN {mode}: " + (f"error: {rec['error']}" if "error" in rec else
-                                     f"median {rec['sec_per_step_median']} s all {rec['sec_per_step_all']} "
-                                     f"peak RSS {rec['peak_rss_mb']} MiB"), flush=True)
-            (outdir / "results.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
     meta["end"] = time.strftime("%Y-%m-%d %H:%M:%S")
     meta["load_end"] = os.getloadavg()
     (outdir / "results.json").write_text(json.dumps({"meta": meta, "records": records}, indent=1))
@@ -219,6 +199,11 @@ def main() -> None:
     print(text)
     for f in plots(records, rules, args.T, outdir, args.batch):
         print("wrote", f)
+    if not args.no_cnn:  # the paper CNN: against the MLP step at T = 400, and time/memory against T
+        cmd = [sys.executable, str(HERE / "run_cnn.py"), "--threads", str(args.threads), "--device", args.device,
+               "--out", str(outdir / "cnn"), "--timeout", str(args.timeout)]
+        print("running", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=False)
 
 
 if __name__ == "__main__":

@@ -110,8 +110,11 @@ def test_network_interface_mirrors_spiking_network():
     assert net.layer_names == ref.layer_names and net.num_inputs == 784 and net.num_classes == 10
     assert isinstance(net.layers["fc1"], BPTTLinear)
     assert net.layers["output"].lateral is None and net.layers["fc1"].weight.abs().max() <= 1.0
-    with pytest.raises(ValueError, match="fully connected"):
-        BPTTNetwork("28x28-15C5-P2-10", [5, 2, 8])
+    cnn = BPTTNetwork("28x28-15C5-P2-40C5-P2-300-10", [5, 2, 12, 4, 10, 10])  # the paper CNN (issue 14)
+    assert cnn.layer_names == hm2bp.SpikingNetwork("28x28-15C5-P2-40C5-P2-300-10", [5, 2, 12, 4, 10, 10]).layer_names
+    assert sum(p.numel() for p in cnn.parameters()) == 210_375
+    with pytest.raises(ValueError, match="image input"):
+        BPTTNetwork("784-100-4C3-10", [1, 1, 1])
     with pytest.raises(ValueError, match="thresholds"):
         BPTTNetwork("784-800-10", [20])
     with pytest.raises(ValueError, match="expects spikes"):
@@ -141,3 +144,24 @@ def test_digits_bptt_config_fits_through_cli(tmp_path):
     assert torch.isfinite(w).all() and not torch.equal(w.detach(), w0)  # BPTT gradients reached the hidden layer
     metrics = cli.trainer.callback_metrics
     assert 0.0 <= float(metrics["test/acc"]) <= 1.0  # test_after_fit ran on the fitted BPTT network
+
+
+def test_bptt_cnn_forward_spikes_equal_hm2bp_float64_and_gradients_flow():
+    spec, thresholds = "12x12-4C3-P2-3C3-30-10", [1.0, 0.5, 1.5, 2.0, 2.0]
+    torch.manual_seed(4)
+    ref = hm2bp.SpikingNetwork(spec, thresholds, output_lateral_inhibition=1.0).double()
+    bptt = BPTTNetwork(spec, thresholds, output_lateral_inhibition=1.0).double()
+    bptt.load_state_dict(ref.state_dict())
+    assert list(bptt.layers) == ["conv1", "pool1", "conv2", "fc1", "output"]
+    x = (torch.rand(120, 3, 12, 12, generator=torch.Generator().manual_seed(5)) < 0.2).to(torch.uint8)
+    with torch.no_grad():
+        a = ref(x, return_all=True)
+        b = bptt(x, return_all=True)
+    for name in a:
+        assert b[name].shape == a[name].shape, name
+        assert torch.equal(a[name].to(torch.float64), b[name]), name
+        assert a[name].sum() > 0, name
+    y = torch.randint(0, 10, (3,))
+    hm2bp.SpikeCountLoss(10, 2, 2)(bptt(x, target=y).sum(0), y).backward()
+    for name, p in bptt.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name

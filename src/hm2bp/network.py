@@ -216,36 +216,41 @@ class SpikingNetwork(nn.Module):
         """``x`` ``[T, B, *input]`` spikes -> output spikes ``[T, B, classes]``.
 
         ``target`` ``[B]`` reaches the output layer (target injection, lateral factor).
-        With ``return_all`` returns ``{layer name: spikes [T, B, ...]}`` in order. Consecutive
-        fully connected layers hand each other 1-byte trains and differentiable counts (the
-        count-level semantics of HM2-BP), so their entries are ``bool``; the output layer's
-        trains are float and carry the gradient. Inputs are checked first (:meth:`check_input`)
-        unless ``check_inputs`` is off.
+        With ``return_all`` returns ``{layer name: spikes [T, B, ...]}`` in order. Layers (fully
+        connected, conv and pool) hand each other 1-byte trains, their spike index lists and
+        differentiable counts (the count-level semantics of HM2-BP), so their entries are
+        ``bool``; the output layer's trains are float and carry the gradient. Inputs are checked
+        first (:meth:`check_input`) unless ``check_inputs`` is off.
         """
         if self.check_inputs:
             self.check_input(x, target)
         T, B = x.shape[:2]
         expected = self.input_shape
         out = {}
-        h, counts, index = x, None, None  # counts is not None while h holds a count-level layer's bool spikes
+        # counts is not None while h holds a count-level layer's bool spikes (every layer is
+        # count-level: conv and pool layers too); index: the ascending flat spike list of h
+        h, counts, index = x, None, None
         names = self.layer_names
         for name, layer in self.layers.items():
             if isinstance(layer, SpikingLinear):
                 if counts is None:
                     h, counts = spikes_with_counts(h.reshape(T, B, -1))  # channel-major flattening (§10.1)
                     index = None
+                elif h.dim() > 3:  # flatten a feature map: the same spike list, counts [B, C H W]
+                    h, counts = h.reshape(T, B, -1), counts.reshape(B, -1)
                 h, counts, index = layer(h, target if name == "output" else None, counts=counts, index=index,
                                          count_level=True)
                 if name == names[-1]:
                     h, counts = as_trains(h, counts), None
             else:
-                if counts is not None:
-                    h, counts = as_trains(h, counts), None
-                if h.dim() == 3 and len(expected) > 1 and name == names[0]:
-                    h = h.reshape(T, B, *expected)
-                if h.dim() == 4:  # [T, B, H, W] single-channel image
-                    h = h.unsqueeze(2)
-                h = layer(h, check=False)  # the trains inside are the layers' own
+                if counts is None:
+                    if h.dim() == 3 and len(expected) > 1 and name == names[0]:
+                        h = h.reshape(T, B, *expected)
+                    if h.dim() == 4:  # [T, B, H, W] single-channel image
+                        h = h.unsqueeze(2)
+                    h, counts = spikes_with_counts(h)
+                    index = None
+                h, counts, index = layer(h, counts=counts, index=index, count_level=True, check=False)
             if return_all:
                 out[name] = h
         return out if return_all else h

@@ -30,3 +30,17 @@ def test_dense_input_takes_the_gemm_and_float_values_are_kept():
     torch.testing.assert_close(synaptic_current(weighted, w), weighted @ w)
     empty = torch.zeros(2, 3, 8, dtype=torch.bool)
     assert torch.equal(synaptic_current(empty, w), torch.zeros(2, 3, 6))
+
+
+def test_spike_index_word_scan_equals_nonzero():
+    from hm2bp.functional.current import spike_index
+
+    g = torch.Generator().manual_seed(0)
+    for n in (0, 1, 7, 8, 9, 100, 1003):
+        for p in (0.0, 0.01, 0.5, 1.0):
+            x = torch.rand(n, generator=g) < p
+            for v in (x, x.to(torch.uint8), x.double()):
+                assert torch.equal(spike_index(v), v.reshape(-1).nonzero().squeeze(1))
+    x = torch.rand(50, 3, 7, generator=g) < 0.3
+    for view in (x[1:], x[3:], x[:, 1], x.transpose(0, 2)):  # unaligned offsets, strided views
+        assert torch.equal(spike_index(view), view.reshape(-1).nonzero().squeeze(1))

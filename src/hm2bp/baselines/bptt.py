@@ -229,20 +229,21 @@ class BPTTLinear(nn.Module):
 
 
 class BPTTNetwork(nn.Module):
-    """Fully connected spiking network trained by surrogate-gradient BPTT.
+    """Spiking network trained by surrogate-gradient BPTT.
 
-    Mirrors :class:`hm2bp.SpikingNetwork` for FC specs (``"784-800-10"``): same layer names
-    (``fc1, ..., output``), ``num_inputs``, ``num_classes``, ``layer_names`` and
+    Mirrors :class:`hm2bp.SpikingNetwork` for FC specs (``"784-800-10"``) and conv specs
+    (``"28x28-15C5-P2-40C5-P2-300-10"``, layers of :mod:`hm2bp.baselines.bptt_conv`): same layer names
+    (``conv1, pool1, ..., fc1, ..., output``), ``num_inputs``, ``num_classes``, ``layer_names`` and
     ``forward(x, target=None, return_all=False)`` returning spikes ``[T, B, classes]``, so
     :class:`hm2bp.SpikingClassifier` trains it unchanged with ``SpikeCountLoss`` (select it in a
     config with ``model.network.class_path: hm2bp.baselines.BPTTNetwork``).
 
     Args:
-        spec: FC architecture string, e.g. ``"784-800-10"`` (conv/pool tokens are rejected).
+        spec: architecture string, e.g. ``"784-800-10"`` or ``"28x28-15C5-P2-40C5-P2-300-10"``.
         thresholds: one firing threshold per layer.
         tau_m, tau_s, refractory: neuron constants for every layer.
         output_lateral_inhibition: ``w0`` of the output layer's all-to-all inhibition.
-        fc_init: uniform init range of the weights.
+        fc_init, conv_init: uniform init ranges of the FC weights and the conv kernels.
         bias: trainable bias currents.
         surrogate_slope: fast-sigmoid slope of every layer.
         threshold_eps: spike when ``v > threshold - threshold_eps``.
@@ -260,6 +261,7 @@ class BPTTNetwork(nn.Module):
         refractory: int = 2,
         output_lateral_inhibition: float = 0.0,
         fc_init: float = 1.0,
+        conv_init: float = 0.5,
         bias: bool = False,
         surrogate_slope: float = 10.0,
         threshold_eps: float = 1e-6,
@@ -269,17 +271,33 @@ class BPTTNetwork(nn.Module):
         self.spec = spec
         self.check_inputs = bool(check_inputs)
         self.input_shape, layer_specs = parse_spec(spec)
-        if any(ls.kind != "fc" for ls in layer_specs):
-            raise ConfigError(f"BPTTNetwork supports fully connected specs only (e.g. '784-800-10'), got {spec!r}")
         if len(thresholds) != len(layer_specs):
             raise ConfigError(
                 f"network spec {spec!r} has {len(layer_specs)} layers but {len(thresholds)} thresholds were given"
             )
         self.layers = nn.ModuleDict()
         n_in = self.num_inputs
+        shape = tuple(self.input_shape) if len(self.input_shape) == 3 else (1, *self.input_shape)
+        counters = {"fc": 0, "conv": 0, "pool": 0}
         for k, (ls, thr) in enumerate(zip(layer_specs, thresholds)):
             last = k == len(layer_specs) - 1
-            name = "output" if last else f"fc{k + 1}"
+            counters[ls.kind] += 1
+            name = "output" if last else f"{ls.kind}{counters[ls.kind]}"
+            if ls.kind != "fc":  # conv / pool (hm2bp.baselines.bptt_conv), names as in SpikingNetwork
+                from hm2bp.baselines.bptt_conv import BPTTConv2d, BPTTPool2d
+
+                if len(shape) != 3 or n_in != shape[0] * shape[1] * shape[2]:
+                    raise ValueError(f"network spec {spec!r}: conv/pool layers need an image input before them")
+                if ls.kind == "conv":
+                    layer = BPTTConv2d(shape[0], ls.size, ls.kernel, thr, tau_m=tau_m, tau_s=tau_s,
+                                       refractory=refractory, init_range=conv_init, surrogate_slope=surrogate_slope)
+                else:
+                    layer = BPTTPool2d(ls.size, thr, tau_m=tau_m, tau_s=tau_s, refractory=refractory,
+                                       surrogate_slope=surrogate_slope)
+                shape = layer.output_shape(shape)
+                n_in = shape[0] * shape[1] * shape[2]
+                self.layers[name] = layer
+                continue
             self.layers[name] = BPTTLinear(
                 n_in,
                 ls.size,
@@ -294,6 +312,7 @@ class BPTTNetwork(nn.Module):
                 threshold_eps=threshold_eps,
             )
             n_in = ls.size
+            shape = (ls.size,)
         self.num_classes = layer_specs[-1].size
 
     @property
@@ -321,7 +340,12 @@ class BPTTNetwork(nn.Module):
         T, B = x.shape[:2]
         h = x.reshape(T, B, -1)
         out = {}
+        image = tuple(self.input_shape) if len(self.input_shape) == 3 else (1, *self.input_shape)
         for name, layer in self.layers.items():
+            if isinstance(layer, BPTTLinear):
+                h = h.reshape(T, B, -1)  # channel-major flattening, as SpikingNetwork
+            elif h.dim() == 3:
+                h = h.reshape(T, B, *image)
             h = layer(h)
             if return_all:
                 out[name] = h

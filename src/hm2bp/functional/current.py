@@ -31,8 +31,21 @@ def index_dtype(size: int) -> torch.dtype:
 
 
 def spike_index(spikes: Tensor) -> Tensor:
-    """Flat row-major indices of the non-zero entries of ``spikes`` (one ``nonzero`` call)."""
-    return as_uint8(spikes).reshape(-1).nonzero().squeeze(1)
+    """Flat row-major indices of the non-zero entries of ``spikes``, ascending.
+
+    For 1-byte trains (``bool``/``uint8``) the bytes are first scanned 8 at a time as ``int64``
+    words, and only the non-zero words are expanded: at the few-percent densities of spike trains
+    that is several times fewer elements for ``nonzero`` to visit than one byte at a time."""
+    flat = as_uint8(spikes).reshape(-1)
+    m = flat.numel() // 8 * 8
+    if flat.dtype != torch.uint8 or m == 0 or flat.storage_offset() % 8:  # int64 words need 8-byte alignment
+        return flat.nonzero().squeeze(1)
+    words = flat[:m].view(torch.int64).nonzero().squeeze(1)  # ascending
+    hits = flat[:m].view(-1, 8).index_select(0, words).nonzero()  # [k, 2]: (word, byte), row-major
+    index = words.index_select(0, hits[:, 0]).mul_(8).add_(hits[:, 1])
+    if m < flat.numel():
+        index = torch.cat([index, flat[m:].nonzero().squeeze(1) + m])
+    return index
 
 
 def gather_current(index: Tensor, spikes: Tensor, weight_t: Tensor, *, offset: int = 0) -> Tensor:

@@ -90,12 +90,20 @@ def reset_events(
     every simulated train does. ``index``: the flat row-major indices of ``post``'s spikes when
     the caller has them (the forward lists them), in ascending order.
     """
-    T = post.shape[0]
-    device = post.device
-    n = post[0].numel()
-    itype = index_dtype(post.numel() + T)
     if index is None:
         index = as_uint8(post).reshape(-1).nonzero().squeeze(1)
+    return reset_events_from_index(index, post.shape[0], post[0].numel(), kernel, dtype)
+
+
+def reset_events_from_index(
+    index: Tensor, T: int, n: int, kernel: PSPKernel, dtype: torch.dtype = torch.float32
+) -> ResetEvents:
+    """:func:`reset_events` of ``T`` steps of ``n`` neurons given only the flat indices
+    ``t * n + neuron`` of the spikes, in time-major order (ascending ``t``; any neuron order
+    within a step): for a layer whose trains are kept as index lists, or whose neurons are
+    numbered in another layout than the train (channels-last conv maps)."""
+    device = index.device
+    itype = index_dtype(T * n + T)
     t_f, n_f = (index // n).to(itype), (index % n).to(itype)  # time-major order
     n_f, order = torch.sort(n_f, stable=True)  # group by neuron, times stay ascending
     t_f = t_f[order]
@@ -188,7 +196,7 @@ def materialise(pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
 
 
 def adjoint_trace(
-    post: Tensor,
+    post: Tensor | tuple[int, ...],
     kernel: PSPKernel,
     dtype: torch.dtype = torch.float32,
     *,
@@ -209,25 +217,31 @@ def adjoint_trace(
     ``s < min_pre_time`` are zero (official: inputs at t = 0 never count). ``events`` (from
     :func:`reset_events` for exactly this ``post``) saves recomputing them; ``workspace`` (see
     :meth:`ResetEvents.dense`) is reused for the two scans, and the result is a view into it.
+    ``post`` may be just the shape ``(T, ...)`` of the trains when ``events`` is given (the
+    neurons numbered as the events number them).
     """
-    T = post.shape[0]
-    if events is None:
-        events = reset_events(post, kernel, dtype)
+    if isinstance(post, Tensor):
+        shape, device = tuple(post.shape), post.device
+        if events is None:
+            events = reset_events(post, kernel, dtype)
+    else:  # only the shape of the trains: the events say where the spikes are
+        shape, device = tuple(post), events.t_a.device
+    T = shape[0]
     shift = kernel.shift
     # Delta zero rows after T: once the scans are done, q[s] = (G_a - G_b)[s + Delta] is a view
-    rows, n = T + shift, post[0].numel()
+    rows, n = T + shift, math.prod(shape[1:])
     if workspace is None:
-        workspace = torch.empty(2 * rows * n, dtype=dtype, device=post.device)
-    ga, gb = events.dense(tuple(post.shape), dtype, pad=shift, workspace=workspace)
+        workspace = torch.empty(2 * rows * n, dtype=dtype, device=device)
+    ga, gb = events.dense(shape, dtype, pad=shift, workspace=workspace)
     if gb is ga:  # one raster for both traces: the b-trace starts as a copy in the second half
         gb = workspace[rows * n : 2 * rows * n].view(ga.shape)
         gb.copy_(ga)
     # both traces in one strided view [2, rows, n] (the two halves of the workspace): one fused
     # kernel per step
     both = workspace[: 2 * rows * n].view(2, rows, n)
-    decay = torch.tensor([kernel.decay_m, kernel.decay_s], dtype=dtype, device=post.device).view(2, 1)
+    decay = torch.tensor([kernel.decay_m, kernel.decay_s], dtype=dtype, device=device).view(2, 1)
     steps = both.unbind(1)  # per-step views made once (Python indexing per step costs µs)
-    with single_thread(post.device):
+    with single_thread(device):
         for t in range(T - 2, -1, -1):
             torch.addcmul(steps[t], steps[t + 1], decay, out=steps[t])
     q = ga.sub_(gb)[shift:]

@@ -3,29 +3,49 @@ r"""``SpikingConv2d`` and ``SpikingPool2d``: LIF feature maps trained with HM2-B
 Forward (spec §1.2): input current :math:`I[t] = \mathrm{conv2d}(s_{in}[t-1], W)` (cross-correlation,
 valid padding by default), or the sum of each :math:`p \times p` window of :math:`s_{in}[t-1]` for
 pooling neurons (fixed unit weights, stride :math:`p`), then the LIF scan of
-:func:`hm2bp.functional.lif_simulate` on ``[T, B, C, H, W]``. Backward: the HM2-BP rule of
-:mod:`hm2bp.functional.conv` under the count-level gradient semantics of the design (``dE/do``
-arrives broadcast over time; ``dE/do_in`` leaves broadcast over time). Only 1-byte spike trains
-are kept for backward. Official thresholds compare against exactly :math:`\nu` for conv layers and
-:math:`\nu - 10^{-6}` for pooling (spec §1.2 step 5).
+:class:`hm2bp.functional.lif.LIFScan`, block by block. The current is gathered over the input
+spike events (:mod:`hm2bp.functional.conv_events`), never a dense ``conv2d`` over every step
+unless the input is denser than ``MAX_CONV_DENSITY``. Backward: the HM2-BP rule of
+:mod:`hm2bp.functional.conv`, evaluated from the same events and the adjoint trace
+(:mod:`hm2bp.functional.conv_grad`), under the count-level gradient semantics of the design: like
+``SpikingLinear``, the layers hand each other 1-byte trains, ascending spike index lists and
+differentiable ``[B, C, H, W]`` counts (``forward_counts``); ``forward`` wraps that for float
+trains (``dE/do`` arrives broadcast over time; ``dE/do_in`` leaves broadcast over time). Only the
+1-byte trains and int32 spike indices are kept for backward. Official thresholds compare against
+exactly :math:`\nu` for conv layers and :math:`\nu - 10^{-6}` for pooling (spec §1.2 step 5).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hm2bp.checks import check_spikes
 from hm2bp.errors import ConfigError, InputError
-from hm2bp.functional import HM2BPRule, lif_simulate
-from hm2bp.functional.conv import (
-    POOL_RULES,
-    conv_hm2bp_backward,
-    conv_input_current,
-    conv_output_shape,
-    pool_hm2bp_backward,
-    pool_input_current,
+from hm2bp.functional import HM2BPRule
+from hm2bp.functional.conv import POOL_RULES, conv_hm2bp_backward, conv_output_shape, pool_hm2bp_backward
+from hm2bp.functional.conv_events import (
+    MAX_CONV_DENSITY,
+    ConvGeometry,
+    gather_conv_current,
+    line_entries,
+    line_stamps,
+    pool_current_events,
+    split_events,
 )
+from hm2bp.functional.conv_grad import (
+    CONV_MEMORY_BUDGET,
+    conv_hm2bp_backward_events,
+    counts_from_index,
+    input_events,
+    pool_hm2bp_backward_events,
+)
+from hm2bp.functional.current import as_uint8, index_dtype, spike_index
+from hm2bp.functional.lif import LIFScan
+from hm2bp.layers.linear import as_trains, spikes_with_counts
 from hm2bp.layers.neurons import set_neuron_constants
+
+BLOCK = 16  # time steps per block of the forward simulation
 
 
 def _check_input(x: Tensor, channels: int | None, name: str, values: bool) -> None:
@@ -36,38 +56,51 @@ def _check_input(x: Tensor, channels: int | None, name: str, values: bool) -> No
         raise InputError(f"{name} expects spikes [T, B, {channels or 'C'}, H, W], got {tuple(x.shape)}")
 
 
-class _HM2BPConv2d(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias, layer):  # noqa: D401 - autograd signature
-        spikes_in = x.detach()
-        T, B = spikes_in.shape[:2]
-        shape = conv_output_shape(tuple(spikes_in.shape[2:]), layer.out_channels, layer.kernel_size,
-                                  layer.stride, layer.padding)
-        current = weight.new_zeros(T, B, *shape)  # [T, B, C_out, H', W']
-        if T > 1:
-            conv_input_current(spikes_in[:-1], weight, bias, stride=layer.stride, padding=layer.padding,
-                               out=current[1:])
-        out = lif_simulate(current, layer.threshold, tau_m=layer.tau_m, tau_s=layer.tau_s,
-                           refractory=layer.refractory, threshold_eps=layer.threshold_eps)
-        del current
-        ctx.layer = layer
-        ctx.has_bias = bias is not None
-        ctx.save_for_backward(spikes_in.to(torch.uint8), out, weight, bias)
-        return out.to(weight.dtype)
+def _input_index(spikes: Tensor, index: Tensor | None) -> Tensor:
+    """Ascending flat indices of all input spikes (the previous layer's list when it has one)."""
+    if index is None:
+        index = spike_index(spikes)
+    return index.to(index_dtype(spikes.numel()))
+
+
+def _step_bounds(index: Tensor, step: int, starts: range) -> list[int]:
+    """Positions in the ascending ``index`` where each step ``t in starts`` begins."""
+    at = torch.tensor([t * step for t in starts], dtype=index.dtype, device=index.device)
+    return torch.searchsorted(index, at).tolist()
+
+
+class _ConvCounts(torch.autograd.Function):
+    """Counts in, ``(counts, bool spike trains, spike index)`` out (count-level, like ``SpikingLinear``)."""
 
     @staticmethod
-    def backward(ctx, grad_out):
-        pre, post, weight, bias = ctx.saved_tensors
+    def forward(ctx, counts_in, weight, bias, spikes_in, layer, in_index):  # noqa: D401 - autograd signature
+        out, counts, index, out_index, sparse = layer.simulate(spikes_in, weight, bias, input_index=in_index)
+        ctx.layer = layer
+        ctx.has_bias = bias is not None
+        ctx.sparse = sparse
+        ctx.save_for_backward(spikes_in, out, weight, bias, counts_in, counts, index, out_index)
+        ctx.mark_non_differentiable(out, out_index)
+        return counts, out, out_index
+
+    @staticmethod
+    def backward(ctx, grad_counts, _grad_spikes, _grad_index):
+        pre, post, weight, bias, counts_in, counts, index, out_index = ctx.saved_tensors
         layer = ctx.layer
-        grad_counts = grad_out.mean(0)  # [B, C_out, H', W']: dE/do, identical at every t
-        gw, gin, gb = conv_hm2bp_backward(
-            pre, post, weight, grad_counts, layer.rule, stride=layer.stride, padding=layer.padding,
-            bias=bias if ctx.has_bias else None, need_input_grad=ctx.needs_input_grad[0],
+        bias = bias if ctx.has_bias else None
+        need_in = ctx.needs_input_grad[0]
+        if not ctx.sparse:  # dense input: the conv-form backward over time chunks
+            gw, gin, gb = conv_hm2bp_backward(pre, post, weight, grad_counts, layer.rule, stride=layer.stride,
+                                              padding=layer.padding, bias=bias, need_input_grad=need_in)
+            return gin, gw, gb, None, None, None
+        T, B = pre.shape[:2]
+        per_sample = pre[0, 0].numel()
+        o_in = counts_in if counts_in is not None else counts_from_index(index, B, per_sample, weight.dtype)
+        gw, gin, gb = conv_hm2bp_backward_events(
+            input_events(index, T, B, per_sample), out_index, layer.geometry(tuple(pre.shape[2:])), weight,
+            grad_counts, layer.rule, o_in=o_in.reshape(pre.shape[1:]), o_out=counts, pre=pre, bias=bias,
+            need_input_grad=need_in, path=layer.backward_path, memory_budget=layer.memory_budget,
         )
-        grad_x = None
-        if gin is not None:
-            grad_x = gin.unsqueeze(0).expand(pre.shape[0], *gin.shape).to(grad_out.dtype)
-        return grad_x, gw, gb, None
+        return gin, gw, gb, None, None, None
 
 
 class SpikingConv2d(nn.Module):
@@ -149,20 +182,98 @@ class SpikingConv2d(nn.Module):
         k = self.kernel_size
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, k, k).uniform_(-init_range, init_range))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.block = BLOCK  # time steps per block of the forward simulation
+        self.memory_budget = CONV_MEMORY_BUDGET  # bytes per block of samples in the backward
+        self.backward_path = "auto"  # "output" (adjoint trace) or "input" (input traces); same gradients
 
     def output_shape(self, in_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """``(C_out, H', W')`` for inputs ``(C_in, H, W)``."""
         return conv_output_shape(in_shape, self.out_channels, self.kernel_size, self.stride, self.padding)
 
-    def forward(self, x: Tensor, target: Tensor | None = None, *, check: bool | None = None) -> Tensor:
-        """``x`` ``[T, B, C_in, H, W]`` spikes -> ``[T, B, C_out, H', W']`` spikes (``target`` unused).
+    def geometry(self, in_shape: tuple[int, int, int]) -> ConvGeometry:
+        """Shapes, stride and padding of the layer on inputs ``(C_in, H, W)``."""
+        c, h, w = in_shape
+        return ConvGeometry(c, h, w, self.out_channels, self.kernel_size, self.stride, self.padding)
 
-        ``check`` overrides ``check_inputs`` for this call (a network checks its input once)."""
-        _check_input(x, self.in_channels, "SpikingConv2d", self.check_inputs if check is None else check)
-        if min(self.output_shape(tuple(x.shape[2:]))[1:]) <= 0:
-            raise InputError(f"SpikingConv2d: input {tuple(x.shape[3:])} is smaller than the {self.kernel_size}x"
+    def simulate(
+        self, spikes: Tensor, weight: Tensor, bias: Tensor | None, *, input_index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, bool]:
+        """The forward simulation: ``[T, B, C_in, H, W]`` 0/1 spikes -> ``(spikes [T, B, C_out, H', W']
+        bool, counts [B, C_out, H', W'], input index, output index, sparse)``.
+
+        Blocks of ``BLOCK`` steps: the block's current ``I[t] = W ⋆ s[t-1] (+ b)`` is gathered from
+        the input spikes (``functional.conv_events``: line stamps, channels-last) and feeds the LIF
+        scan, which runs channels-last too (its state is ``[B, H', W', C_out]``; the bool train is
+        written through a permuted view). No ``[T, B, C_out, H', W']`` float tensor is formed.
+        Above ``MAX_CONV_DENSITY`` the dense ``conv2d`` is used per block (``sparse`` False).
+        ``input_index`` / the returned input index: ascending flat indices of every input spike.
+        """
+        T, B = spikes.shape[:2]
+        geom = self.geometry(tuple(spikes.shape[2:]))
+        out = torch.empty(T, B, geom.c_out, geom.h_out, geom.w_out, dtype=torch.bool, device=weight.device)
+        out[:1] = False  # no spike at t = 0; the scan writes every later step
+        scan = LIFScan(out.permute(0, 1, 3, 4, 2), self.threshold, tau_m=self.tau_m, tau_s=self.tau_s,
+                       refractory=self.refractory, threshold_eps=self.threshold_eps, dtype=weight.dtype)
+        weight = weight.detach()
+        bias = bias.detach() if bias is not None else None
+        index = _input_index(spikes, input_index)
+        step = B * geom.in_frame
+        bounds = _step_bounds(index, step, range(0, T))
+        reaching = bounds[-1] if T > 1 else 0  # spikes of steps 0 .. T-2 reach a current
+        sparse = reaching <= MAX_CONV_DENSITY * max(1, (T - 1) * step)
+        if sparse and T > 1:
+            entries = line_entries(*split_events(index[:reaching], geom.in_frame, geom.h, geom.w), geom)
+            stamps = line_stamps(weight, geom)
+        for t0 in range(1, T, self.block):
+            t1 = min(t0 + self.block, T)
+            if sparse:  # frames (t - 1) B + b of the input feed the current at t
+                current = gather_conv_current(entries, stamps, (t0 - 1) * B * geom.h_out, (t1 - t0) * B, geom)
+            else:
+                frames = as_uint8(spikes[t0 - 1 : t1 - 1]).reshape(-1, *spikes.shape[2:]).to(weight.dtype)
+                current = F.conv2d(frames, weight, stride=self.stride, padding=self.padding).permute(0, 2, 3, 1)
+            current = current.reshape(t1 - t0, B, geom.h_out, geom.w_out, geom.c_out)
+            if bias is not None:
+                current = current + bias
+            scan.run(t0, current)
+        counts = scan.counts.permute(0, 3, 1, 2).contiguous()
+        out_index = spike_index(out).to(index_dtype(out.numel()))
+        return out, counts, index, out_index, sparse
+
+    def forward_counts(
+        self, spikes: Tensor, counts: Tensor | None = None, index: Tensor | None = None, check: bool | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Count-level forward: ``spikes`` ``[T, B, C_in, H, W]`` (0/1, any dtype), their counts
+        ``[B, C_in, H, W]`` (differentiable, or ``None`` for data) and optional ascending spike
+        ``index`` -> ``(bool spikes [T, B, C_out, H', W'], counts, index)``. The gradient flows
+        through the counts only (HM2-BP's count-level semantics)."""
+        _check_input(spikes, self.in_channels, "SpikingConv2d", self.check_inputs if check is None else check)
+        if min(self.output_shape(tuple(spikes.shape[2:]))[1:]) <= 0:
+            raise InputError(f"SpikingConv2d: input {tuple(spikes.shape[3:])} is smaller than the {self.kernel_size}x"
                              f"{self.kernel_size} kernel (padding {self.padding})")
-        return _HM2BPConv2d.apply(x, self.weight, self.bias, self)
+        out_counts, out, out_index = _ConvCounts.apply(counts, self.weight, self.bias, spikes.detach(), self, index)
+        return out, out_counts, out_index
+
+    def forward(
+        self,
+        x: Tensor,
+        target: Tensor | None = None,
+        *,
+        counts: Tensor | None = None,
+        index: Tensor | None = None,
+        count_level: bool = False,
+        check: bool | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """``x`` ``[T, B, C_in, H, W]`` spikes -> ``[T, B, C_out, H', W']`` spikes in the weight's
+        dtype (``target`` unused); ``dE/do`` of the output arrives broadcast over time and ``dE/do``
+        of the input leaves broadcast over time. With ``count_level=True`` this is
+        :meth:`forward_counts` (networks chain layers that way)."""
+        if count_level:
+            return self.forward_counts(x, counts, index, check=check)
+        if self.check_inputs if check is None else check:
+            check_spikes(x, type(self).__name__, min_dim=5)  # before the float/bool split below
+        spikes, in_counts = spikes_with_counts(x)
+        out, out_counts, _ = self.forward_counts(spikes, in_counts, check=False)
+        return as_trains(out, out_counts)
 
     def extra_repr(self) -> str:
         return (
@@ -171,33 +282,35 @@ class SpikingConv2d(nn.Module):
         )
 
 
-class _HM2BPPool2d(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, layer):  # noqa: D401 - autograd signature
-        spikes_in = x.detach()
-        dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
-        T, B = spikes_in.shape[:2]
-        p = layer.kernel_size
-        current = torch.zeros(T, B, spikes_in.shape[2], spikes_in.shape[3] // p, spikes_in.shape[4] // p,
-                              dtype=dtype, device=x.device)  # [T, B, C, H//p, W//p]
-        if T > 1:
-            current[1:] = pool_input_current(spikes_in[:-1], p, dtype)
-        out = lif_simulate(current, layer.threshold, tau_m=layer.tau_m, tau_s=layer.tau_s,
-                           refractory=layer.refractory, threshold_eps=layer.threshold_eps)
-        del current
-        ctx.layer = layer
-        ctx.save_for_backward(spikes_in.to(torch.uint8), out)
-        return out.to(dtype)
+class _PoolCounts(torch.autograd.Function):
+    """Counts in, ``(counts, bool spike trains, spike index)`` out (count-level)."""
 
     @staticmethod
-    def backward(ctx, grad_out):
-        pre, post = ctx.saved_tensors
+    def forward(ctx, counts_in, spikes_in, layer, in_index, dtype):  # noqa: D401 - autograd signature
+        out, counts, index, out_index, sparse = layer.simulate(spikes_in, dtype, input_index=in_index)
+        ctx.layer = layer
+        ctx.sparse = sparse
+        ctx.save_for_backward(spikes_in, out, counts_in, counts, index, out_index)
+        ctx.mark_non_differentiable(out, out_index)
+        return counts, out, out_index
+
+    @staticmethod
+    def backward(ctx, grad_counts, _grad_spikes, _grad_index):
+        pre, post, counts_in, counts, index, out_index = ctx.saved_tensors
         layer = ctx.layer
-        grad_in = pool_hm2bp_backward(
-            pre, post, grad_out.mean(0), layer.kernel_size, layer.kernel,
-            divisor=layer.backward_divisor, effect_ratio=layer.effect_ratio,
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None
+        if not ctx.sparse:
+            grad_in = pool_hm2bp_backward(pre, post, grad_counts, layer.kernel_size, layer.kernel,
+                                          divisor=layer.backward_divisor, effect_ratio=layer.effect_ratio)
+            return grad_in, None, None, None, None
+        T, B, C, H, W = pre.shape
+        grad_in = pool_hm2bp_backward_events(
+            input_events(index, T, B, C * H * W), out_index, C, (H, W), grad_counts, layer.kernel_size,
+            layer.kernel, divisor=layer.backward_divisor, o_in=counts_in.reshape(B, C, H, W), o_out=counts,
+            effect_ratio=layer.effect_ratio, memory_budget=layer.memory_budget,
         )
-        return grad_in.unsqueeze(0).expand(pre.shape[0], *grad_in.shape), None
+        return grad_in, None, None, None, None
 
 
 class SpikingPool2d(nn.Module):
@@ -243,6 +356,8 @@ class SpikingPool2d(nn.Module):
         self.kernel = set_neuron_constants(self, threshold, tau_m, tau_s, refractory, threshold_eps, spsp)
         self.effect_ratio = effect_ratio
         self.pool_rule = pool_rule
+        self.block = BLOCK  # time steps per block of the forward simulation
+        self.memory_budget = CONV_MEMORY_BUDGET  # bytes per block of samples in the backward
 
     @property
     def backward_divisor(self) -> float:
@@ -253,14 +368,75 @@ class SpikingPool2d(nn.Module):
         c, h, w = in_shape
         return (c, h // self.kernel_size, w // self.kernel_size)
 
-    def forward(self, x: Tensor, target: Tensor | None = None, *, check: bool | None = None) -> Tensor:
-        """``x`` ``[T, B, C, H, W]`` spikes -> ``[T, B, C, H//p, W//p]`` spikes (``target`` unused).
+    def simulate(
+        self, spikes: Tensor, dtype: torch.dtype, *, input_index: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
+        """The forward simulation: ``[T, B, C, H, W]`` 0/1 spikes -> ``(spikes [T, B, C, H//p, W//p]
+        bool, counts, input index, output index, sparse)``; the LIF state is in ``dtype``.
 
-        ``check`` overrides ``check_inputs`` for this call (a network checks its input once)."""
-        _check_input(x, None, "SpikingPool2d", self.check_inputs if check is None else check)
-        if min(x.shape[3:]) < self.kernel_size:
-            raise InputError(f"SpikingPool2d: input {tuple(x.shape[3:])} is smaller than the pool size {self.kernel_size}")
-        return _HM2BPPool2d.apply(x, self)
+        The current of a pooling neuron is the number of its window's input spikes at ``t - 1``:
+        one scatter of ones per input spike (``functional.conv_events.pool_current_events``), per
+        block of ``BLOCK`` steps; above ``MAX_CONV_DENSITY`` the dense window sum is used.
+        """
+        T, B, C, H, W = spikes.shape
+        p = self.kernel_size
+        out = torch.empty(T, B, C, H // p, W // p, dtype=torch.bool, device=spikes.device)
+        out[:1] = False  # no spike at t = 0; the scan writes every later step
+        scan = LIFScan(out, self.threshold, tau_m=self.tau_m, tau_s=self.tau_s, refractory=self.refractory,
+                       threshold_eps=self.threshold_eps, dtype=dtype)
+        index = _input_index(spikes, input_index)
+        step = B * C * H * W
+        bounds = _step_bounds(index, step, range(0, T))
+        sparse = (bounds[-1] if T > 1 else 0) <= MAX_CONV_DENSITY * max(1, (T - 1) * step)
+        for t0 in range(1, T, self.block):
+            t1 = min(t0 + self.block, T)
+            if sparse:
+                part = index[bounds[t0 - 1] : bounds[t1 - 1]] - (t0 - 1) * step
+                current = pool_current_events(part, (t1 - t0) * B, C, H, W, p, dtype)
+            else:
+                frames = as_uint8(spikes[t0 - 1 : t1 - 1]).reshape(-1, C, H, W).to(dtype)
+                current = F.avg_pool2d(frames, p, stride=p, divisor_override=1)
+            scan.run(t0, current.view(t1 - t0, B, C, H // p, W // p))
+        out_index = spike_index(out).to(index_dtype(out.numel()))
+        return out, scan.counts, index, out_index, sparse
+
+    def forward_counts(
+        self, spikes: Tensor, counts: Tensor | None = None, index: Tensor | None = None, check: bool | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Count-level forward (see ``SpikingConv2d.forward_counts``): ``[T, B, C, H, W]`` spikes,
+        their counts and index -> ``(bool spikes [T, B, C, H//p, W//p], counts, index)``. The
+        LIF state is in the dtype of ``counts`` (else of floating ``spikes``, else the default)."""
+        _check_input(spikes, None, "SpikingPool2d", self.check_inputs if check is None else check)
+        if min(spikes.shape[3:]) < self.kernel_size:
+            raise InputError(
+                f"SpikingPool2d: input {tuple(spikes.shape[3:])} is smaller than the pool size {self.kernel_size}")
+        if counts is not None:
+            dtype = counts.dtype
+        else:
+            dtype = spikes.dtype if spikes.is_floating_point() else torch.get_default_dtype()
+        out_counts, out, out_index = _PoolCounts.apply(counts, spikes.detach(), self, index, dtype)
+        return out, out_counts, out_index
+
+    def forward(
+        self,
+        x: Tensor,
+        target: Tensor | None = None,
+        *,
+        counts: Tensor | None = None,
+        index: Tensor | None = None,
+        count_level: bool = False,
+        check: bool | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """``x`` ``[T, B, C, H, W]`` spikes -> ``[T, B, C, H//p, W//p]`` spikes in the input's
+        (floating) dtype (``target`` unused). With ``count_level=True`` this is
+        :meth:`forward_counts`."""
+        if count_level:
+            return self.forward_counts(x, counts, index, check=check)
+        if self.check_inputs if check is None else check:
+            check_spikes(x, type(self).__name__, min_dim=5)  # before the float/bool split below
+        spikes, in_counts = spikes_with_counts(x)
+        out, out_counts, _ = self.forward_counts(spikes, in_counts, check=False)
+        return as_trains(out, out_counts)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, threshold={self.threshold:g}, spsp={self.spsp!r}, pool_rule={self.pool_rule!r}"
