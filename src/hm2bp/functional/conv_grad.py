@@ -20,6 +20,11 @@ where :math:`(y, x) = ((i_y + p - k_y)/s, (i_x + p - k_x)/s)` must be an integer
 ``C_out`` values of one output position. Pooling neurons need only
 :math:`e_{o(i)|i} = \sum_s Q[s, o(i)] S[s, i]`: one gathered value per input event.
 
+This is the ``"output"`` path of :func:`conv_hm2bp_backward_events`; the ``"input"`` path
+(:mod:`hm2bp.functional.conv_input_trace`) scans the input PSP traces instead and gathers them at
+the output coefficient events, cheaper when the layer has fewer input pixels than output
+neurons or sparse output spikes (``choose_path``).
+
 Memory: :math:`Q` is formed for a block of ``g`` samples sized by ``memory_budget`` (its two
 scan halves plus one chunk of the re-gathered current), so the working memory does not grow with
 ``T`` or ``B``; nothing of size ``[T, B, C, H, W]`` in floats is formed. The per-sample terms that
