@@ -200,6 +200,9 @@ class HM2BPCLI(LightningCLI):
         if self.run_dir is None:
             return trainer
         ckpt_dir = self.run_dir / runs.CKPT_DIR
+        owner = runs.run_dir_of(self.resumed_from) if self.resumed_from else None
+        if self.subcommand in EVAL_COMMANDS and owner is not None:
+            ckpt_dir = owner / runs.CKPT_DIR  # write nothing; the fit's folder, so restoring it changes no dirpath
         for cb in trainer.callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
                 cb.dirpath = str(ckpt_dir)
