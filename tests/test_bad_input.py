@@ -151,7 +151,10 @@ CASES = {
         r"trainer\.callbacks\[0\]\.init_args\.dirpath=.*shared_ckpts already holds checkpoints of another run"),
     # output
     "output folder that cannot be created": (lambda t: ["--trainer.default_root_dir", _file_parent(t)],
-                                             r"cannot create the run folder .*a_file/runs/.*; set trainer\.default_root_dir"),
+                                             r"cannot create the run folder .*a_file/runs/.* \(.*a_file is a file, not a folder\); set trainer\.default_root_dir"),
+    "output folder that is a file": (lambda t: ["--trainer.default_root_dir", str(Path(_file_parent(t)).parent)],
+                                     r"cannot create the run folder .*a_file/\d{8}-.* \(.*a_file is a file, not a folder\); set trainer\.default_root_dir"),
+    "negative seed": (lambda t: ["--seed_everything", "-1"], r"seed_everything=-1 must be >= 0; an integer seed"),
 }
 
 

@@ -162,6 +162,14 @@ class HM2BPCLI(LightningCLI):
             self.resumed_from = Path(ckpt)
         super()._parse_ckpt_path()
 
+    def _set_seed(self) -> None:
+        # Lightning replaces an out-of-range seed by 0 with a warning: refuse it instead
+        seed = self._get(self.config, "seed_everything")
+        if not isinstance(seed, bool):
+            number("seed_everything", seed, low=0, high=2**32 - 1, integer=True,
+                   hint="an integer seed from 0 to 4294967295, or true for a random one")
+        super()._set_seed()
+
     # ------------------------------------------------------------------ run folder and loggers
     def before_instantiate_classes(self) -> None:
         sub, cfg = self._sub()

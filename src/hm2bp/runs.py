@@ -44,8 +44,17 @@ def new_run_name(prefix: str = "") -> str:
 def create_run_dir(path: Path, kind: str, key: str = "trainer.default_root_dir") -> Path:
     """Make the run folder ``path`` (it must not exist) and its ``run.json``; ``OutputError`` naming ``key``."""
     path = Path(path)
+    blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"cannot create the run folder {path} ({blocker} is a file, not a folder); set {key} "
+                          "to a writable folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(
+            f"cannot create the run folder {path} ({err.strerror or err}); set {key} to a writable folder"
+        ) from err
+    try:
         os.mkdir(path)  # exclusive: fails if another run took the name
     except FileExistsError as err:
         raise OutputError(f"run folder {path} already exists; start the run again (names are random)") from err
