@@ -47,7 +47,7 @@ def main(argv: list[str]) -> dict:
         apply_constants(layer, NeuronConstants(layer.tau_m, layer.tau_s, layer.threshold, layer.threshold_eps, 0))
     dm = cli.datamodule
     dm.setup("test")
-    stats = {"mismatch": {}, "bins": {}, "spikes": {}, "snn_vs_ref0_mismatch": 0}
+    stats = {"mismatch": {}, "bins": {}, "spikes": {}, "snn_vs_ref0_mismatch": {}}
     correct = {"hm2bp": 0, "snntorch": 0, "hm2bp_refractory0": 0}
     n = 0
     for k, batch in enumerate(dm.test_dataloader()):
@@ -63,7 +63,8 @@ def main(argv: list[str]) -> dict:
             stats["mismatch"][name] = stats["mismatch"].get(name, 0) + int((a != b).sum())
             stats["bins"][name] = stats["bins"].get(name, 0) + a.numel()
             stats["spikes"][name] = stats["spikes"].get(name, 0) + int(a.sum())
-            stats["snn_vs_ref0_mismatch"] += int((zero[name].float() != b).sum())
+            stats["snn_vs_ref0_mismatch"][name] = (stats["snn_vs_ref0_mismatch"].get(name, 0)
+                                                   + int((zero[name].float() != b).sum()))
         out = net.layer_names[-1]
         for key, spikes in (("hm2bp", ours), ("snntorch", theirs), ("hm2bp_refractory0", zero)):
             correct[key] += int((spikes[out].float().sum(0).argmax(-1) == y).sum())
