@@ -103,6 +103,18 @@ class _ConvCounts(torch.autograd.Function):
         return gin, gw, gb, None, None, None
 
 
+def _forward(layer, x: Tensor, counts, index, count_level: bool, check: bool | None):
+    """The ``forward`` of conv and pool layers: :meth:`forward_counts` at count level, else float
+    trains in, float trains out (input values checked once, before the float/bool split)."""
+    if count_level:
+        return layer.forward_counts(x, counts, index, check=check)
+    if layer.check_inputs if check is None else check:
+        check_spikes(x, type(layer).__name__, min_dim=5)
+    spikes, in_counts = spikes_with_counts(x)
+    out, out_counts, _ = layer.forward_counts(spikes, in_counts, check=False)
+    return as_trains(out, out_counts)
+
+
 class SpikingConv2d(nn.Module):
     """2-D convolution of LIF neurons with shared kernels, trained with HM2-BP (spec §3.6).
 
@@ -267,13 +279,7 @@ class SpikingConv2d(nn.Module):
         dtype (``target`` unused); ``dE/do`` of the output arrives broadcast over time and ``dE/do``
         of the input leaves broadcast over time. With ``count_level=True`` this is
         :meth:`forward_counts` (networks chain layers that way)."""
-        if count_level:
-            return self.forward_counts(x, counts, index, check=check)
-        if self.check_inputs if check is None else check:
-            check_spikes(x, type(self).__name__, min_dim=5)  # before the float/bool split below
-        spikes, in_counts = spikes_with_counts(x)
-        out, out_counts, _ = self.forward_counts(spikes, in_counts, check=False)
-        return as_trains(out, out_counts)
+        return _forward(self, x, counts, index, count_level, check)
 
     def extra_repr(self) -> str:
         return (
@@ -430,13 +436,7 @@ class SpikingPool2d(nn.Module):
         """``x`` ``[T, B, C, H, W]`` spikes -> ``[T, B, C, H//p, W//p]`` spikes in the input's
         (floating) dtype (``target`` unused). With ``count_level=True`` this is
         :meth:`forward_counts`."""
-        if count_level:
-            return self.forward_counts(x, counts, index, check=check)
-        if self.check_inputs if check is None else check:
-            check_spikes(x, type(self).__name__, min_dim=5)  # before the float/bool split below
-        spikes, in_counts = spikes_with_counts(x)
-        out, out_counts, _ = self.forward_counts(spikes, in_counts, check=False)
-        return as_trains(out, out_counts)
+        return _forward(self, x, counts, index, count_level, check)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, threshold={self.threshold:g}, spsp={self.spsp!r}, pool_rule={self.pool_rule!r}"
