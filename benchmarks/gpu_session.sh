@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The project's GPU checks, in one timed script (docs/benchmarks.md, "GPU"):
+#
+#   bash benchmarks/gpu_session.sh <results folder> <folder with MNIST/raw> [device]
+#
+#   1. device_check.py: CPU and CUDA give identical spikes and equal gradients (MLP and CNN);
+#   2. profile_cuda.py: one MLP train step under torch.profiler (kernels, device time, top ops);
+#   3. the MLP sweep (run_all.py --no-cnn) at T = 100, 400, 800: HM2-BP forward and step, BPTT, snnTorch;
+#   4. one timed MNIST MLP epoch through the CLI (configs/experiment/mnist_mlp.yaml, batch 64);
+#   5. the paper-CNN sweep (run_cnn.py): CNN step against the MLP step, time and memory against T;
+#   6. the gpu-marked test (pytest -m gpu tests/test_device_check.py).
+#
+# Each stage has its own time limit (seconds, environment variables below) so the whole script
+# ends inside one short lease; a stage that runs out is reported as such and the next one starts.
+# Everything goes to <results folder>: log.txt (all output; LOG=<file> puts it elsewhere) and one
+# folder per stage, packed into results.tgz at the end.
+set -u
+RES=${1:?results folder}
+DATA=${2:?folder with MNIST/raw}
+DEV=${3:-cuda}
+T_CHECK=${T_CHECK:-60} T_PROFILE=${T_PROFILE:-60} T_SWEEP=${T_SWEEP:-120} T_EPOCH=${T_EPOCH:-150}
+T_CNN=${T_CNN:-100} T_TEST=${T_TEST:-60}
+PY=${PY:-python3}
+mkdir -p "$RES"/{check,sweep,epoch,cnn}
+LOG=${LOG:-$RES/log.txt}
+START=$(date +%s)
+export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
+
+stage() {  # stage <name> <limit seconds> <command...>
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name (limit ${limit}s) at +$(( $(date +%s) - START ))s" | tee -a "$LOG"
+    local t0=$(date +%s)
+    timeout --kill-after=5 "$limit" "$@" >>"$LOG" 2>&1
+    local rc=$?
+    echo "=== $name rc=$rc in $(( $(date +%s) - t0 ))s$([ $rc -eq 124 ] && echo ' (TIME LIMIT)')" | tee -a "$LOG"
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || true
+  $PY -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'lightning', pl.__version__, 'cuda', torch.cuda.is_available())"
+} >>"$LOG" 2>&1
+
+stage device_check "$T_CHECK" $PY benchmarks/device_check.py --device "$DEV"
+stage profile "$T_PROFILE" $PY benchmarks/profile_cuda.py --device "$DEV" --T 400 --batch 64
+stage mlp_sweep "$T_SWEEP" $PY benchmarks/run_all.py --device "$DEV" --no-cnn --T 100 400 800 --repeats 5 \
+    --out "$RES/sweep" --timeout 60
+stage mnist_epoch "$T_EPOCH" $PY -m hm2bp.cli fit --config configs/experiment/mnist_mlp.yaml \
+    --data.init_args.data_dir "$DATA" --trainer.max_epochs 1 --trainer.accelerator "${DEV/cuda/gpu}" \
+    --trainer.enable_progress_bar false --trainer.default_root_dir "$RES/epoch"
+stage cnn_sweep "$T_CNN" $PY benchmarks/run_cnn.py --device "$DEV" --T 100 400 --bptt-max-T 400 --repeats 2 \
+    --out "$RES/cnn" --timeout 60
+stage gpu_test "$T_TEST" $PY -m pytest -q -m gpu tests/test_device_check.py -p no:cacheprovider
+echo "=== done at +$(( $(date +%s) - START ))s" | tee -a "$LOG"
+find "$RES" -name curves.csv -exec cp {} "$RES/epoch_curves.csv" \; 2>/dev/null
+tar -czf /tmp/hm2bp_gpu_results.tgz -C "$RES" . && mv /tmp/hm2bp_gpu_results.tgz "$RES/results.tgz"
