@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from hm2bp.atomic import atomic_write
 from hm2bp.errors import OutputError
 
 ENV_CACHE_DIR = "HM2BP_CACHE_DIR"
@@ -141,16 +142,9 @@ _RECORDS = ("src_sizes", "src_mtimes", "src_hashes")
 def save_spike_lists(path: Path, lists: SpikeLists, records: SourceRecords) -> None:
     """Write ``lists`` and the ``records`` they were built from to ``path`` (.npz) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz.part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: getattr(lists, k) for k in _LISTS}, src_sizes=records.sizes, src_mtimes=records.mtimes,
-                     src_hashes=records.hashes, version=np.asarray(CACHE_VERSION))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; caches may be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+        np.savez(f, **{k: getattr(lists, k) for k in _LISTS}, src_sizes=records.sizes, src_mtimes=records.mtimes,
+                 src_hashes=records.hashes, version=np.asarray(CACHE_VERSION))
 
 
 def load_spike_lists(path: Path, current: SourceRecords | None = None, root: Path | None = None) -> SpikeLists:

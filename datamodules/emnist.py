@@ -11,14 +11,13 @@ matters for convolutional nets, not for an MLP). The ``letters`` split's labels 
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from hm2bp.atomic import atomic_write
 from hm2bp.datamodules.idx import read_idx
 from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 from hm2bp.datamodules.mnist import MNISTDataModule, download_file, find_idx
@@ -105,14 +104,8 @@ class EMNISTDataModule(MNISTDataModule):
         with zipfile.ZipFile(archive) as zf:
             for member in wanted:
                 dest = self.raw_dir / Path(member).name
-                fd, tmp = tempfile.mkstemp(dir=self.raw_dir, suffix=".part")
-                try:
-                    with os.fdopen(fd, "wb") as out, zf.open(member) as src:
-                        shutil.copyfileobj(src, out)
-                    os.replace(tmp, dest)
-                finally:
-                    if os.path.exists(tmp):
-                        os.remove(tmp)
+                with atomic_write(dest) as tmp, open(tmp, "wb") as out, zf.open(member) as src:
+                    shutil.copyfileobj(src, out)
 
     def load_split(self, train: bool) -> tuple[np.ndarray, np.ndarray]:
         part = "train" if train else "test"

@@ -11,14 +11,13 @@ generator; the 10,000 test images are used only by ``test``.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from hm2bp.atomic import atomic_write
 from hm2bp.checks import count_or_fraction, number
 from hm2bp.datamodules.augment import random_distortion
 from hm2bp.datamodules.base import IndexedTensorDataset, resolve_data_dir, seeded_split
@@ -43,19 +42,13 @@ def find_idx(raw_dir: Path, name: str) -> Path:
 def download_file(url: str, dest: Path, md5: str) -> None:
     """Download ``url`` to ``dest`` atomically, verifying its md5 (nothing half-written is left)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            digest = hashlib.md5()
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
+    with atomic_write(dest) as tmp, open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+        digest = hashlib.md5()
+        while chunk := resp.read(1 << 20):
+            out.write(chunk)
+            digest.update(chunk)
         if digest.hexdigest() != md5:
             raise OSError(f"md5 mismatch for {url}: got {digest.hexdigest()}, expected {md5}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class MNISTDataModule(RateCodedImageDataModule):

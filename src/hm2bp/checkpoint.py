@@ -9,10 +9,8 @@ Remote (fsspec URL) paths fall back to Lightning's own writer.
 """
 from __future__ import annotations
 
-import glob
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,10 @@ import torch
 from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from hm2bp.atomic import TMP_MARK, atomic_write, remove_stale
 from hm2bp.errors import HM2BPError
 
-TMP_MARK = ".tmp-"  # temporary name: <final name>.tmp-<random>; never matches *.ckpt
+__all__ = ["TMP_MARK", "AtomicCheckpointIO", "atomic_torch_save", "load_checkpoint_file"]
 
 
 class CheckpointNotFoundError(HM2BPError, FileNotFoundError):
@@ -38,37 +37,13 @@ def _is_local(path) -> bool:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` through a temporary file and ``os.replace`` (same folder)."""
+    """``torch.save`` to ``path`` through :func:`hm2bp.atomic.atomic_write`, flushed to disk."""
     path = Path(str(path).removeprefix("file://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in glob.glob(glob.escape(str(path)) + TMP_MARK + "*"):  # left by a killed writer
-        try:
-            os.remove(stale)
-        except OSError:
-            pass
+    remove_stale(path)
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + TMP_MARK)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    with atomic_write(path, durable=True) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_checkpoint_file(path, map_location=None, weights_only: bool | None = True) -> dict:

@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from hm2bp.atomic import atomic_write
 from hm2bp.errors import OutputError
 
 RUN_FILE = "run.json"
@@ -65,9 +66,8 @@ def create_run_dir(path: Path, kind: str, key: str = "trainer.default_root_dir")
     info = {"kind": kind, "argv": sys.argv, "host": socket.gethostname(), "pid": os.getpid(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
-        tmp = path / f".{RUN_FILE}.part"
-        tmp.write_text(json.dumps(info, indent=1) + "\n")
-        os.replace(tmp, path / RUN_FILE)
+        with atomic_write(path / RUN_FILE) as tmp:
+            tmp.write_text(json.dumps(info, indent=1) + "\n")
     except OSError as err:
         raise OutputError(f"cannot write into the run folder {path} ({err.strerror or err}); set {key} to a writable folder") from err
     return path

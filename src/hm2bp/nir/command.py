@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
+
+from hm2bp.atomic import atomic_write
 
 
 def _encoding(datamodule) -> dict:
@@ -59,13 +60,7 @@ def export_command(argv: list[str]) -> str:
             raise ValueError(f"--ckpt_path {args.ckpt_path} does not fit the configured network ({bad[:4]}); pass the "
                              f"--config the checkpoint was trained with")
     graph = export_nir(network, input_encoding=_encoding(cli.datamodule))
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=os.path.basename(args.out) + ".tmp-")
-    os.close(fd)
-    try:
+    with atomic_write(args.out) as tmp:
         nir.write(tmp, graph)
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     print(f"wrote {args.out}: {len(graph.nodes)} NIR nodes, network {network.spec!r}")
     return args.out
