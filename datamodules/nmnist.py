@@ -6,7 +6,7 @@ Layout (tonic's, i.e. the official ``Train.zip``/``Test.zip`` extracted; partial
     <data_dir>/NMNIST/Test/<digit>/<nnnnn>.bin
 
 Each ``.bin`` holds 40-bit events (x, y, polarity bit, 23-bit µs timestamp), read with
-``tonic.io.read_mnist_file``. Encoding (:func:`~hm2bp.datamodules.events.nmnist_channels_and_steps`):
+``tonic.io.read_mnist_file``. Encoding (:func:`nmnist_channels_and_steps`):
 saccade stabilisation (Orchard's ``stabilize.m``), 600 µs bins at step ``ceil(ts/600) + 1``,
 channel ``x*34 + y`` (+1156 for the second polarity), duplicates collapsed, steps ``>= T`` (540)
 dropped. Encoded samples are cached on disk (``cache_dir``), keyed by the encoding parameters.
@@ -17,11 +17,84 @@ import io
 from pathlib import Path
 
 import numpy as np
+from hm2bp.datamodules.base import resolve_data_dir
+from hm2bp.datamodules.spikelists import SpikeListDataModule, unique_pairs
 
 from hm2bp.checks import number
-from hm2bp.datamodules.base import resolve_data_dir
-from hm2bp.datamodules.events import NMNIST_SIZE, SpikeListDataModule, nmnist_channels_and_steps
 from hm2bp.errors import DataError, DataNotFoundError
+
+# --------------------------------------------------------------------------------------------
+# N-MNIST: Orchard's saccade stabilisation and the official 600 us binning (spec §4.2)
+# --------------------------------------------------------------------------------------------
+
+NMNIST_SIZE = 34  # sensor is 34 x 34
+SACCADE_US = 105e3  # each of the three saccades lasts 105 ms
+
+
+def _matlab_round(v: np.ndarray) -> np.ndarray:
+    """MATLAB ``round``: halves away from zero (numpy rounds halves to even)."""
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)
+
+
+def stabilize_saccades(x1: np.ndarray, y1: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Subtract the sensor ego-motion of the three N-MNIST saccades (Orchard's ``stabilize.m``).
+
+    ``x1``, ``y1``: 1-based pixel addresses; ``ts``: microseconds. The motion is piecewise linear:
+    saccade 1 (``ts <= 105 ms``) moves by ``(3.5, 7)`` px, saccade 2 by ``(3.5, -7)``, saccade 3
+    by ``(-7, 0)``; the shifted addresses are rounded (MATLAB ``round``). Returns the stabilised
+    ``(x, y)`` (float, integral values) and a keep mask: ``stabilize.m`` drops ``x < 1 | y < 1`` and
+    ``NMNIST_Converter.m`` drops ``x > 34 | y > 34``, so only the 34 x 34 field survives.
+    """
+    x = x1.astype(np.float64)
+    y = y1.astype(np.float64)
+    t = ts.astype(np.float64)
+    s1 = t <= SACCADE_US
+    s2 = (t > SACCADE_US) & (t <= 2 * SACCADE_US)
+    s3 = t > 2 * SACCADE_US
+    x[s1] -= 3.5 * t[s1] / SACCADE_US
+    y[s1] -= 7.0 * t[s1] / SACCADE_US
+    x[s2] -= 3.5 + 3.5 * (t[s2] - SACCADE_US) / SACCADE_US
+    y[s2] -= 7.0 - 7.0 * (t[s2] - SACCADE_US) / SACCADE_US
+    x[s3] -= 7.0 - 7.0 * (t[s3] - 2 * SACCADE_US) / SACCADE_US
+    x, y = _matlab_round(x), _matlab_round(y)
+    keep = (x >= 1) & (y >= 1) & (x <= NMNIST_SIZE) & (y <= NMNIST_SIZE)
+    return x, y, keep
+
+
+def nmnist_channels_and_steps(
+    events: np.ndarray,
+    *,
+    stabilize: bool = True,
+    bin_us: float = 600.0,
+    two_polarities: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """N-MNIST events (tonic dtype ``x, y, t, p``; x, y 0-based) -> unique ``(channel, step)`` pairs.
+
+    Official conversion (spec §4.2; ``NMNIST_Converter.m`` + ``readNMnistData.cpp``):
+
+    * 1-based ``x1 = x + 1``, ``y1 = y + 1``; saccade stabilisation (:func:`stabilize_saccades`);
+    * channel ``(x1 - 1) * 34 + y1`` 1-based, i.e. ``x * 34 + y`` 0-based (x-major); events whose
+      polarity bit is set (Orchard's ``p = 2``, tonic's ``p = 1``) add ``34 * 34 = 1156``;
+    * step ``ceil(ts / bin_us) + 1`` (the converter writes ``ceil(ts/600)``, the C++ reader adds 1);
+    * several events of one channel in one bin collapse to a single spike.
+
+    Returns int64 arrays sorted by channel, then step. Steps are not capped here (see ``T``).
+    """
+    x1 = events["x"].astype(np.int64) + 1
+    y1 = events["y"].astype(np.int64) + 1
+    ts = events["t"].astype(np.int64)
+    if stabilize:
+        xs, ys, keep = stabilize_saccades(x1, y1, ts)
+        x1, y1, ts = xs[keep].astype(np.int64), ys[keep].astype(np.int64), ts[keep]
+        pol = events["p"][keep].astype(np.int64)
+    else:
+        keep = (x1 >= 1) & (y1 >= 1) & (x1 <= NMNIST_SIZE) & (y1 <= NMNIST_SIZE)
+        x1, y1, ts, pol = x1[keep], y1[keep], ts[keep], events["p"][keep].astype(np.int64)
+    channel = (x1 - 1) * NMNIST_SIZE + (y1 - 1)  # 0-based
+    if two_polarities:
+        channel = channel + (pol != 0) * (NMNIST_SIZE * NMNIST_SIZE)
+    step = np.ceil(ts / float(bin_us)).astype(np.int64) + 1
+    return unique_pairs(channel, step)
 
 
 class NMNISTFormatError(DataError):

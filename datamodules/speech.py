@@ -1,27 +1,27 @@
 """Speech front end of the HM2-BP TI46 experiments (spec §4.3): audio -> Lyon ear -> BSA spikes.
 
-1. Audio is read as floats in [-1, 1) (like MATLAB's ``audioread``): PCM WAV (8/16/24/32-bit
-   integer) or NIST SPHERE (TI46's native LDC format, uncompressed PCM), and resampled to 12.5 kHz
-   (TI46's own rate) with a polyphase filter when needed.
+1. Audio is read as floats in [-1, 1) (like MATLAB's ``audioread``) with ``soundfile``
+   (libsndfile): WAV (integer or float PCM), FLAC, NIST SPHERE (TI46's native LDC format,
+   uncompressed PCM) and the other formats libsndfile reads; several channels are averaged. It is
+   resampled to 12.5 kHz (TI46's own rate) with a polyphase filter when needed.
 2. Slaney's Lyon passive ear model, via the ``lyon`` package (``LyonPassiveEar(x, 12500, 200)``):
    78 cochlear channels at 62.5 frames/s (16 ms a frame). Channel 0 is the **highest** frequency
    (the model runs from the base of the cochlea to the apex).
-3. BSA (:func:`~hm2bp.datamodules.encoding.bsa_encode`): gain 2000, each frame held 10 steps
+3. BSA (:func:`bsa_encode`): gain 2000, each frame held 10 steps
    (1.6 ms a step), 24-tap Gaussian FIR, threshold 0.6, spike at step ``i + 1``.
 
 Output of :class:`SpeechEncoder`: ``(channels, times)`` spike lists; 78 input neurons.
 """
 from __future__ import annotations
 
-import wave
 from dataclasses import asdict, dataclass
 from math import gcd
 from pathlib import Path
 
 import numpy as np
+import soundfile
 
 from hm2bp.errors import DataError, DataNotFoundError
-from hm2bp.datamodules.encoding import BSA_GAIN, BSA_HOLD, BSA_TAPS, BSA_THRESHOLD, bsa_encode
 
 LYON_RATE = 12500  # TI46 sample rate; the authors ran LyonPassiveEar at 12.5 kHz
 LYON_DECIMATION = 200  # -> 62.5 frames/s
@@ -32,78 +32,26 @@ class AudioFormatError(DataError):
     """An audio file cannot be read (unsupported format, sample width or truncated)."""
 
 
-def _pcm_to_float(raw: bytes, width: int, channels: int, path: Path, big_endian: bool = False) -> np.ndarray:
-    """Interleaved integer PCM -> mono float64 in [-1, 1) (channels averaged)."""
-    if width not in (1, 2, 3, 4):
-        raise AudioFormatError(
-            f"{path}: unsupported sample width of {width} bytes ({8 * width}-bit); "
-            "supported: 8, 16, 24 or 32-bit integer PCM. Convert it, e.g. `sox in.wav -b 16 out.wav`"
-        )
-    frame = width * channels
-    n = len(raw) // frame
-    raw = raw[: n * frame]
-    if width == 1:  # 8-bit WAV is unsigned
-        x = (np.frombuffer(raw, np.uint8).astype(np.float64) - 128.0) / 128.0
-    elif width == 3:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
-        lo, hi = (b[:, 2], b[:, 0]) if big_endian else (b[:, 0], b[:, 2])
-        v = lo | (b[:, 1] << 8) | (hi << 16)
-        v = np.where(v >= 1 << 23, v - (1 << 24), v)
-        x = v.astype(np.float64) / float(1 << 23)
-    else:
-        dt = np.dtype(f"{'>' if big_endian else '<'}i{width}")
-        x = np.frombuffer(raw, dt).astype(np.float64) / float(1 << (8 * width - 1))
-    return x.reshape(n, channels).mean(1)
-
-
-def _read_sphere(path: Path, data: bytes) -> tuple[np.ndarray, int]:
-    """NIST SPHERE (``NIST_1A`` header): uncompressed integer PCM only."""
-    try:
-        header_len = int(data[8:16].split()[0])
-        fields = {}
-        for line in data[16:header_len].decode("ascii", "replace").splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[0] != "end_head":
-                fields[parts[0]] = parts[2]
-        rate = int(fields["sample_rate"])
-        width = int(fields.get("sample_n_bytes", "2"))
-        channels = int(fields.get("channel_count", "1"))
-    except (ValueError, KeyError, IndexError) as err:
-        raise AudioFormatError(f"{path}: malformed NIST SPHERE header ({err})") from err
-    coding = fields.get("sample_coding", "pcm")
-    if coding != "pcm":
-        raise AudioFormatError(
-            f"{path}: SPHERE sample_coding {coding!r} is not supported (only uncompressed pcm); "
-            "decompress it first, e.g. `sph2pipe -f wav in.sph out.wav`"
-        )
-    big = fields.get("sample_byte_format", "01") in ("10", "1")
-    return _pcm_to_float(data[header_len:], width, channels, path, big_endian=big and width > 1), rate
-
-
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Mono float64 samples in [-1, 1) and the sample rate of a PCM WAV or NIST SPHERE file."""
+    """Mono float64 samples in [-1, 1) and the sample rate of an audio file (``soundfile``).
+
+    Integer PCM of ``b`` bits is scaled by :math:`2^{-(b-1)}` (8-bit WAV, which is unsigned, around
+    128), as MATLAB's ``audioread`` does; several channels are averaged.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"audio file not found: {path}")
-    data = path.read_bytes()
-    if data[:7] == b"NIST_1A":
-        x, rate = _read_sphere(path, data)
-    else:
-        try:
-            with wave.open(str(path), "rb") as w:
-                width, channels, rate, n = w.getsampwidth(), w.getnchannels(), w.getframerate(), w.getnframes()
-                raw = w.readframes(n)
-        except (wave.Error, EOFError) as err:
-            raise AudioFormatError(
-                f"{path}: not a readable PCM WAV file ({err}); supported: 8/16/24/32-bit integer PCM WAV "
-                "or uncompressed NIST SPHERE"
-            ) from err
-        if len(raw) < n * width * channels:
-            raise AudioFormatError(f"{path}: truncated ({len(raw)} of {n * width * channels} data bytes)")
-        x = _pcm_to_float(raw, width, channels, path)
+    try:
+        x, rate = soundfile.read(str(path), dtype="float64", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        with open(path, "rb") as f:
+            sphere = f.read(7) == b"NIST_1A"
+        hint = ("only uncompressed NIST SPHERE is read; decompress it first, e.g. `sph2pipe -f wav in.sph out.wav`"
+                if sphere else "convert it to PCM WAV, e.g. `sox in.xxx -b 16 out.wav`")
+        raise AudioFormatError(f"{path}: not a readable audio file ({err}); {hint}") from err
     if x.size == 0:
         raise AudioFormatError(f"{path}: no audio samples")
-    return x, rate
+    return x.mean(1), int(rate)
 
 
 def resample(x: np.ndarray, rate: int, target: int = LYON_RATE) -> np.ndarray:
@@ -122,6 +70,71 @@ def lyon_frames(x: np.ndarray, rate: int = LYON_RATE, decimation: int = LYON_DEC
 
     y = LyonCalc().lyon_passive_ear(np.ascontiguousarray(x, dtype=np.float64), rate, decimation_factor=decimation)
     return np.ascontiguousarray(y.T)  # [channels, frames]
+
+
+# --------------------------------------------------------------------------------------------
+# BSA (Ben's Spiker Algorithm; Schrauwen & Van Campenhout 2003) for speech, spec §4.3
+# --------------------------------------------------------------------------------------------
+
+BSA_TAPS = 24  # official FIR length
+BSA_THRESHOLD = 0.6  # official threshold
+BSA_GAIN = 2000.0  # Lyon frame value -> BSA signal (official reader: analog * 2e3)
+BSA_HOLD = 10  # each Lyon frame (16 ms) is held for 10 steps (1.6 ms per step)
+
+
+def bsa_kernel(taps: int = BSA_TAPS, width: float = 25.0) -> np.ndarray:
+    r"""FIR kernel :math:`k[n] \propto \exp(-(n - taps/2)^2 / width)`, normalised to sum 1 (spec §4.3)."""
+    n = np.arange(taps, dtype=np.float64)
+    k = np.exp(-((n - taps / 2.0) ** 2) / width)
+    return k / k.sum()
+
+
+def bsa_encode(
+    frames,
+    *,
+    gain: float = BSA_GAIN,
+    hold: int = BSA_HOLD,
+    taps: int = BSA_TAPS,
+    threshold: float = BSA_THRESHOLD,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""BSA-encode analog channels into spike lists (spec §4.3, golden-verified §10 item 8).
+
+    ``frames`` ``[C, F]`` (channels x frames, e.g. 78 Lyon channels) are cast to float32 (the
+    official reader parses floats), scaled by ``gain`` (float64) and each frame is held for
+    ``hold`` steps, giving a signal :math:`s` of ``F * hold`` steps followed by ``taps`` zeros.
+    For :math:`i = 0 \dots F \cdot hold - 1`, channel by channel, a spike is emitted at step
+    :math:`i + 1` when
+
+    .. math:: \sum_n |s[i+n] - k[n]| < \sum_n |s[i+n]| - \text{threshold},
+
+    and :math:`k` is then subtracted from :math:`s[i \dots i + taps - 1]`.
+
+    Returns ``(channels, times)`` int64 arrays, sorted by channel then time. Times range over
+    ``1 .. F * hold``; callers drop ``time >= T``.
+    """
+    x = np.asarray(frames)
+    if x.ndim != 2:
+        raise ValueError(f"bsa_encode expects frames [channels, frames], got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("bsa_encode: frames contain NaN or inf")
+    C, F = x.shape
+    k = bsa_kernel(taps)
+    L = F * hold
+    s = np.zeros((C, L + taps), dtype=np.float64)  # [C, L + taps]
+    s[:, :L] = np.repeat(x.astype(np.float32).astype(np.float64) * gain, hold, axis=1)
+    fired = np.zeros((C, L), dtype=bool)  # [C, L]: spike at step i + 1
+    abs_s = np.abs(s)
+    for i in range(L):
+        w = s[:, i : i + taps]  # [C, taps]
+        err_with = np.abs(w - k).sum(1)  # [C]
+        err_without = abs_s[:, i : i + taps].sum(1)  # [C]
+        hit = err_with < err_without - threshold
+        if hit.any():
+            fired[hit, i] = True
+            s[hit, i : i + taps] -= k
+            abs_s[hit, i : i + taps] = np.abs(s[hit, i : i + taps])
+    ch, t = np.nonzero(fired)  # row-major: sorted by channel, then time
+    return ch.astype(np.int64), t.astype(np.int64) + 1
 
 
 @dataclass(frozen=True)

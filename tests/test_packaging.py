@@ -12,26 +12,22 @@ def _norm(req: str) -> str:
     return re.sub(r"\s+", "", req.split("#")[0]).lower()
 
 
-def _requirements() -> set[str]:
-    lines = (REPO / "requirements.txt").read_text().splitlines()
-    return {_norm(l) for l in lines if _norm(l)}
+def _pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 
-def test_pyproject_matches_requirements():
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    deps = {_norm(d) for d in project["dependencies"]} | {_norm(d) for d in project["optional-dependencies"]["dev"]}
-    assert deps == _requirements()
-
-
-def test_environment_yml_matches_requirements():
+def test_pyproject_is_the_one_dependency_list():
+    assert not (REPO / "requirements.txt").exists(), "dependencies live in pyproject.toml only"
     text = (REPO / "environment.yml").read_text()
-    pip = {_norm(m) for m in re.findall(r"^\s+- ([^-#\s][^\n]*)$", text, flags=re.M) if not m.startswith(("python", "pip"))}
-    pip = {p for p in pip if p not in {"conda-forge", "nodefaults"}}
-    assert pip == _requirements()
+    pip = [_norm(m) for m in re.findall(r"^\s+- (-e [^\n]*)$", text, flags=re.M)]
+    assert pip == ["-e.[dev]"], "environment.yml installs the project with its dev extras, nothing else"
+    assert re.search(r'pip install -q -e "\.\[dev\]"', (REPO / "Makefile").read_text())
 
 
 def test_torch_is_pinned_exactly():
-    assert "torch==2.13.0" in _requirements()
+    assert "torch==2.13.0" in {_norm(d) for d in _pyproject()["dependencies"]}
+    assert not any(_norm(d).startswith("torch") and _norm(d) != "torch==2.13.0"
+                   for extra in _pyproject()["optional-dependencies"].values() for d in extra)
 
 
 def test_no_unified_lightning_imports():

@@ -6,10 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from hm2bp.datamodules import NMNISTDataModule
-from hm2bp.datamodules.events import CacheEntryError, load_spike_lists, nmnist_channels_and_steps, stabilize_saccades
-from hm2bp.datamodules.nmnist import NMNISTFormatError, read_nmnist_bin
+from hm2bp.datamodules.cache import CacheEntryError, load_spike_lists
+from hm2bp.datamodules.nmnist import (
+    NMNISTFormatError,
+    nmnist_channels_and_steps,
+    read_nmnist_bin,
+    stabilize_saccades,
+)
 
 
 def _event_bytes(events) -> bytes:
@@ -134,7 +138,7 @@ def test_missing_folder_and_bad_label(tmp_path):
 
 
 def test_densify_drops_steps_beyond_T_and_collapses_duplicates():
-    from hm2bp.datamodules.events import densify
+    from hm2bp.datamodules.spikelists import densify
 
     ch = torch.tensor([0, 1, 1, 2, 2])
     t = torch.tensor([0, 5, 5, 9, 10])  # (1, 5) twice; t = 10 = T dropped
