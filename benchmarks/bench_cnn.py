@@ -121,7 +121,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    torch.backends.cudnn.allow_tf32 = False  # exact fp32 accumulation (golden-parity.md §3)
+    torch.backends.cudnn.allow_tf32 = False  # full fp32: TF32 rounds conv/matmul inputs and can flip spikes
     torch.backends.cuda.matmul.allow_tf32 = False
     dev = torch.device(args.device)
     dtype = getattr(torch, args.dtype)

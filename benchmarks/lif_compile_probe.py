@@ -2,12 +2,13 @@
 
     python benchmarks/lif_compile_probe.py --neurons 138240 --T 400    # conv1 of the paper CNN at batch 16
 
-Compiles one block of ``--block`` steps of the spec §1.2 dynamics (the same scaled update as
-``hm2bp.functional.lif.LIFScan``, refractory period 2) into one kernel and runs ``T`` steps of a
-random current through both. Prints one JSON line: compile seconds (first call), seconds for
-``T`` steps each way (best of ``--repeats``), and whether the spike trains are identical. Needs a
-C++ compiler (inductor); without one it reports the error. Not used by the package: the eager
-scan stays the default until a fused scan is shown bit-exact on the golden tests.
+Compiles one block of ``--block`` steps of the LIF dynamics (docs/algorithm.md, "Neuron model";
+the same scaled update as ``hm2bp.functional.lif.LIFScan``, refractory period 2) into one kernel
+and runs ``T`` steps of a random current through both. Prints one JSON line: compile seconds
+(first call), seconds for ``T`` steps each way (best of ``--repeats``), and whether the spike
+trains are identical. Needs a C++ compiler (inductor); without one it reports the error. Not used
+by the package: the eager scan stays the default until a fused scan is shown bit-exact on the
+golden tests.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-r"""On-device image augmentation of the official spiking-CNN runs (spec §1.3, §4.1).
+r"""On-device image augmentation of the official spiking-CNN runs (docs/algorithm.md, "Input encoding").
 
 Every training presentation gets an elastic distortion plus a random scale and rotation, as the
 CUDA-CNN code the official program builds on does (config ``DISTORTION 3.4``, ``SCALE 12``,

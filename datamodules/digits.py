@@ -1,9 +1,9 @@
 """The embedded default: scikit-learn's bundled 8x8 handwritten digits, rate coded (no download).
 
 1,797 images of 8x8 pixels with 17 grey levels (0..16), scaled to 0..255 and Bernoulli rate
-coded like MNIST (spec §4.1). A seeded split gives ``test_size`` test and ``val_size``
-validation images (counts, or fractions of the 1,797 in (0, 1)); the rest train. The three
-sets are disjoint and none is empty.
+coded like MNIST (docs/algorithm.md, "Input encoding"). A seeded split gives ``test_size`` test
+and ``val_size`` validation images (counts, or fractions of the 1,797 in (0, 1)); the rest train.
+The three sets are disjoint and none is empty.
 """
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""EMNIST (Cohen et al. 2017) as Bernoulli spike trains, encoded like MNIST (spec §4.1, §5.4).
+"""EMNIST (Cohen et al. 2017) as Bernoulli spike trains, encoded like MNIST.
+
+The rate code is described in docs/algorithm.md, "Input encoding".
 
 Layout (torchvision's, so existing downloads are found)::
 

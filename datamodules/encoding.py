@@ -1,6 +1,6 @@
-r"""Spike encoders shared by the datamodules (spec §4).
+r"""Spike encoders shared by the datamodules (docs/algorithm.md, "Input encoding").
 
-``bernoulli_rate``: the paper's rate code for static images (spec §4.1). For pixel intensity
+``bernoulli_rate``: the paper's rate code for static images. For pixel intensity
 :math:`x \in [0, 255]` and every step :math:`t = 1 \dots T-1` (never :math:`t = 0`), a spike with
 probability :math:`p = x / (5.5 \cdot 255)`.
 
@@ -57,10 +57,11 @@ def bernoulli_rate(
 ) -> Tensor:
     """Rate-code images ``[B, *shape]`` (0..max_value) into spikes ``[T, B, *shape]`` (uint8).
 
-    ``p = x / (rate_divisor * max_value)`` per step; no spike at ``t = 0`` (spec §4.1). Each
-    sample's uniforms come from its own generator seeded with ``sample_keys(seed, index, epoch)``,
-    so a sample's train does not depend on the batch it is in, the worker, the rank or a resume
-    (on one device type: CPU and CUDA generators give different streams).
+    ``p = x / (rate_divisor * max_value)`` per step; no spike at ``t = 0`` (docs/algorithm.md,
+    "Input encoding"). Each sample's uniforms come from its own generator seeded with
+    ``sample_keys(seed, index, epoch)``, so a sample's train does not depend on the batch it is in,
+    the worker, the rank or a resume (on one device type: CPU and CUDA generators give different
+    streams).
     """
     B = images.shape[0]
     shape = images.shape[1:]

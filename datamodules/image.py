@@ -16,7 +16,9 @@ _SPLIT_SALT = {"train": 0, "val": 0, "test": 0x5EED, "predict": 0x5EED}
 
 
 class RateCodedImageDataModule(SpikeDataModule):
-    """Base for image datasets rate-coded with p = x / (rate_divisor * 255) (spec §4.1).
+    """Base for image datasets rate-coded with p = x / (rate_divisor * 255).
+
+    The rate code is described in docs/algorithm.md, "Input encoding".
 
     Args:
         time_steps: T (official MNIST: 400).

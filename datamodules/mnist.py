@@ -1,4 +1,6 @@
-"""MNIST (LeCun et al.) as Bernoulli spike trains, spec §4.1: 784 inputs, T = 400, p = x/(5.5*255).
+"""MNIST (LeCun et al.) as Bernoulli spike trains: 784 inputs, T = 400, p = x/(5.5*255).
+
+The rate code is described in docs/algorithm.md, "Input encoding".
 
 Layout (torchvision's, so existing downloads are found)::
 
@@ -59,9 +61,9 @@ class MNISTDataModule(RateCodedImageDataModule):
         val_size: training images held out for validation (seeded): a count, or a fraction in (0, 1).
         download: fetch the four files (md5-checked) in ``prepare_data`` when they are missing.
         time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed: see the base.
-        augment: distort every training presentation on the batch's device (official spiking CNN,
-            spec §1.3; :func:`hm2bp.datamodules.augment.random_distortion`), keyed by
-            ``(seed, index, epoch)``; validation and test images are never augmented.
+        augment: distort every training presentation on the batch's device (official spiking CNN;
+            docs/algorithm.md, "Input encoding"; :func:`hm2bp.datamodules.augment.random_distortion`),
+            keyed by ``(seed, index, epoch)``; validation and test images are never augmented.
         elastic_distortion, scale, rotation: its magnitudes (official: 3.4 px, 12 %, 12 degrees).
         pixel_order: ``"compact"`` reproduces the official MLP reader (see the base class).
         order: ``"swaps"`` reproduces the authors' partial shuffle (see the base class).

@@ -1,4 +1,6 @@
-"""N-MNIST (Orchard et al. 2015) as the official program's 2312-channel spike trains, spec §4.2.
+"""N-MNIST (Orchard et al. 2015) as the official program's 2312-channel spike trains.
+
+The encoding is described in docs/datasets.md, "N-MNIST".
 
 Layout (tonic's, i.e. the official ``Train.zip``/``Test.zip`` extracted; partial folders work)::
 
@@ -24,7 +26,7 @@ from hm2bp.checks import number
 from hm2bp.errors import DataError, DataNotFoundError
 
 # --------------------------------------------------------------------------------------------
-# N-MNIST: Orchard's saccade stabilisation and the official 600 us binning (spec §4.2)
+# N-MNIST: Orchard's saccade stabilisation and the official 600 us binning (docs/datasets.md, "N-MNIST")
 # --------------------------------------------------------------------------------------------
 
 NMNIST_SIZE = 34  # sensor is 34 x 34
@@ -70,7 +72,7 @@ def nmnist_channels_and_steps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """N-MNIST events (tonic dtype ``x, y, t, p``; x, y 0-based) -> unique ``(channel, step)`` pairs.
 
-    Official conversion (spec §4.2; ``NMNIST_Converter.m`` + ``readNMnistData.cpp``):
+    Official conversion (docs/datasets.md, "N-MNIST"; ``NMNIST_Converter.m`` + ``readNMnistData.cpp``):
 
     * 1-based ``x1 = x + 1``, ``y1 = y + 1``; saccade stabilisation (:func:`stabilize_saccades`);
     * channel ``(x1 - 1) * 34 + y1`` 1-based, i.e. ``x * 34 + y`` 0-based (x-major); events whose

@@ -1,4 +1,6 @@
-"""Speech front end of the HM2-BP TI46 experiments (spec §4.3): audio -> Lyon ear -> BSA spikes.
+"""Speech front end of the HM2-BP TI46 experiments: audio -> Lyon ear -> BSA spikes.
+
+The encoding is described in docs/datasets.md, "TI46-Alpha (spoken letters)".
 
 1. Audio is read as floats in [-1, 1) (like MATLAB's ``audioread``) with ``soundfile``
    (libsndfile): WAV (integer or float PCM), FLAC, NIST SPHERE (TI46's native LDC format,
@@ -73,7 +75,8 @@ def lyon_frames(x: np.ndarray, rate: int = LYON_RATE, decimation: int = LYON_DEC
 
 
 # --------------------------------------------------------------------------------------------
-# BSA (Ben's Spiker Algorithm; Schrauwen & Van Campenhout 2003) for speech, spec §4.3
+# BSA (Ben's Spiker Algorithm; Schrauwen & Van Campenhout 2003) for speech
+# (docs/datasets.md, "TI46-Alpha (spoken letters)")
 # --------------------------------------------------------------------------------------------
 
 BSA_TAPS = 24  # official FIR length
@@ -83,7 +86,7 @@ BSA_HOLD = 10  # each Lyon frame (16 ms) is held for 10 steps (1.6 ms per step)
 
 
 def bsa_kernel(taps: int = BSA_TAPS, width: float = 25.0) -> np.ndarray:
-    r"""FIR kernel :math:`k[n] \propto \exp(-(n - taps/2)^2 / width)`, normalised to sum 1 (spec §4.3)."""
+    r"""FIR kernel :math:`k[n] \propto \exp(-(n - taps/2)^2 / width)`, normalised to sum 1."""
     n = np.arange(taps, dtype=np.float64)
     k = np.exp(-((n - taps / 2.0) ** 2) / width)
     return k / k.sum()
@@ -97,7 +100,10 @@ def bsa_encode(
     taps: int = BSA_TAPS,
     threshold: float = BSA_THRESHOLD,
 ) -> tuple[np.ndarray, np.ndarray]:
-    r"""BSA-encode analog channels into spike lists (spec §4.3, golden-verified §10 item 8).
+    r"""BSA-encode analog channels into spike lists, as the authors' speech reader does.
+
+    It reproduces the authors' golden TI46 input spikes exactly (docs/algorithm.md, "Golden files of
+    the authors' program").
 
     ``frames`` ``[C, F]`` (channels x frames, e.g. 78 Lyon channels) are cast to float32 (the
     official reader parses floats), scaled by ``gain`` (float64) and each frame is held for
@@ -139,7 +145,7 @@ def bsa_encode(
 
 @dataclass(frozen=True)
 class SpeechEncoder:
-    """Audio file -> spike lists: read, resample to ``rate``, Lyon ear, BSA (spec §4.3).
+    """Audio file -> spike lists: read, resample to ``rate``, Lyon ear, BSA (see the module docstring).
 
     Args:
         rate: rate of the ear model (TI46: 12500 Hz).

@@ -1,4 +1,6 @@
-"""TI46-Alpha: the 26 spoken English letters of the TI46 corpus (LDC93S9), spec §4.3 and §5.5.
+"""TI46-Alpha: the 26 spoken English letters of the TI46 corpus (LDC93S9).
+
+Layouts, encoding and the test split are described in docs/datasets.md, "TI46-Alpha (spoken letters)".
 
 Two sources, both giving 78-channel spike trains (one input neuron per cochlear channel):
 

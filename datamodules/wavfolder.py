@@ -1,4 +1,6 @@
-"""A folder of labelled audio files through the speech front end (Lyon ear + BSA, spec §4.3).
+"""A folder of labelled audio files through the speech front end (Lyon ear + BSA).
+
+The front end is described in docs/datasets.md, "TI46-Alpha (spoken letters)".
 
 Two layouts:
 
