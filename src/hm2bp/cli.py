@@ -7,7 +7,11 @@
 
 Values that must agree between data and model (input size, class count, T) are linked from
 the instantiated datamodule into ``SpikingClassifier`` (``num_inputs``, ``num_classes``,
-``time_steps``), which checks them against the network with one clear error.
+``time_steps``), which checks them against the network with one clear error. A ``SpikingNetwork``
+whose ``target_injection`` is left null injects the loss's desired count
+(``model.loss.init_args.desired``; docs/algorithm.md, "Weight update"); a number sets it explicitly.
+Experiment files compose the files of ``configs/model``, ``configs/data`` and ``configs/trainer``
+with dotted deltas (:func:`hm2bp.cli_config.expand_composed_configs`).
 ``--test_after_fit true`` tests the best checkpoint once ``fit`` ends, in the same run and W&B run.
 
 Run folders (:mod:`hm2bp.runs`): every ``fit`` writes its checkpoints, ``config.yaml`` and logs into
@@ -46,7 +50,7 @@ from hm2bp import runs
 from hm2bp.callbacks.interrupt import CheckpointOnInterrupt
 from hm2bp.callbacks.predictions import PredictionWriter
 from hm2bp.checkpoint import AtomicCheckpointIO, CheckpointNotFoundError, load_checkpoint_file
-from hm2bp.cli_config import RunConfig, redirect_loggers
+from hm2bp.cli_config import RunConfig, expand_composed_configs, redirect_loggers
 from hm2bp.cli_errors import EXIT_USAGE, debug_requested, is_known, one_line
 from hm2bp.checks import number
 from hm2bp.errors import ConfigError, OutputError
@@ -86,6 +90,11 @@ class HM2BPCLI(LightningCLI):
         parser.link_arguments("data.num_inputs", "model.num_inputs", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.time_steps", "model.time_steps", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        sub, cfg = self._sub()
+        target_injection_follows_loss((cfg if sub else self.config).model)
+        self._prepare_run_dir(sub, cfg)
 
     def parse_arguments(self, parser, args) -> None:
         # LightningCLI's, without its warning about `args` plus sys.argv (main() passes argv on purpose)
@@ -171,8 +180,7 @@ class HM2BPCLI(LightningCLI):
         super()._set_seed()
 
     # ------------------------------------------------------------------ run folder and loggers
-    def before_instantiate_classes(self) -> None:
-        sub, cfg = self._sub()
+    def _prepare_run_dir(self, sub, cfg) -> None:
         if sub is None:  # run=False: build the objects only, write nothing
             return
         self._explicit_ckpt_dirs = self._explicit_dirpaths(cfg)
@@ -332,6 +340,8 @@ class HM2BPCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_world()
+        if hasattr(self.model, "build_optimizer"):
+            self.model.build_optimizer()  # a bad optimizer class or learning rate: one error before any work
         stages = ("fit", "test") if self.config[self.subcommand].get("test_after_fit") else ("fit",)
         self._check_data(stages)
         self._check_trainer_options()
@@ -403,6 +413,26 @@ class HM2BPCLI(LightningCLI):
             print(f"predictions written to {writer.path}")
 
 
+def target_injection_follows_loss(model_cfg) -> None:
+    """A ``SpikingNetwork`` config whose ``target_injection`` is null gets the loss's desired count
+    (the injected train of a silent target must aim at the count the loss asks for)."""
+    net = model_cfg.get("network") if model_cfg is not None else None
+    init = net.get("init_args") if isinstance(net, Namespace) else None
+    if init is None or "target_injection" not in init or init.get("target_injection") is not None:
+        return
+    if not str(net.get("class_path", "")).endswith("SpikingNetwork"):
+        return
+    loss = model_cfg.get("loss")
+    if loss is None:
+        from hm2bp.loss import SpikeCountLoss
+
+        desired = SpikeCountLoss().desired
+    else:
+        desired = (loss.get("init_args") or Namespace()).get("desired") if isinstance(loss, Namespace) else None
+    if desired is not None:
+        init["target_injection"] = float(desired)
+
+
 def _known_cause(err: BaseException) -> BaseException | None:
     """The first :class:`~hm2bp.errors.HM2BPError` in ``err``'s cause/context chain."""
     from hm2bp.errors import HM2BPError
@@ -469,7 +499,9 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> HM2BPCLI:
     """Build (and by default run) the CLI; returns it, for tests and scripts. Errors are raised
     (``main`` prints the known ones as one line)."""
     if args is None or isinstance(args, list):
-        check_config_files(list(sys.argv[1:] if args is None else args))
+        args = list(sys.argv[1:] if args is None else args)
+        check_config_files(args)
+        args = expand_composed_configs(args)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
@@ -486,6 +518,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> HM2BPCLI:
                 pl.LightningDataModule,
                 subclass_mode_data=True,
                 save_config_callback=RunConfig,
+                auto_configure_optimizers=False,  # the optimizer and schedule are model.optimizer / model.lr_scheduler
                 trainer_defaults={"logger": DEFAULT_LOGGER},
                 parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False,
                                **{sub: {"exit_on_error": False} for sub in ("fit", *EVAL_COMMANDS)}},
