@@ -141,11 +141,8 @@ def _batch_limit(limit, n: int) -> int:
 
 def _train_acc(pl_module):
     """The epoch's training accuracy from ``SpikingClassifier``'s per-stage metrics, else ``None``."""
-    metrics = getattr(pl_module, "metrics", None)
-    try:
-        return metrics["train"]["acc"].compute()
-    except (KeyError, TypeError):
-        return None
+    metrics = getattr(pl_module, "train_metrics", None)
+    return metrics["acc"].compute() if metrics is not None else None
 
 
 def _value(x) -> float | None:

@@ -25,8 +25,9 @@ any ``torch.optim`` optimizer and scheduler can be configured, e.g.
 ``lr_scheduler: {class_path: hm2bp.schedules.InvSqrtEpoch}`` (the schedules of the authors' runs are
 in :mod:`hm2bp.schedules`); the scheduler steps once per epoch.
 
-Metrics: one ``torchmetrics.MetricCollection`` per stage (``self.metrics["train" | "val" | "test"]``
-with members ``acc``, ``loss``, ``silent_output``), logged as ``<stage>/<member>``.
+Metrics: one ``torchmetrics.MetricCollection`` per stage (``train_metrics``, ``val_metrics``,
+``test_metrics``; :meth:`SpikingClassifier.stage_metrics`) with members ``acc``, ``loss`` and
+``silent_output``, logged as ``<stage>/<member>`` (``train/acc``, ``val/loss``, ...).
 """
 from __future__ import annotations
 
@@ -105,14 +106,20 @@ class SpikingClassifier(pl.LightningModule):
         self.time_steps = time_steps
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
-        self.metrics = nn.ModuleDict({stage: self._stage_metrics(stage) for stage in STAGES})
+        self.train_metrics = self._new_metrics("train")
+        self.val_metrics = self._new_metrics("val")
+        self.test_metrics = self._new_metrics("test")
         # train: states saved in checkpoints, so a run resumed mid-epoch reports the same epoch metrics
-        self.metrics["train"].persistent(True)
+        self.train_metrics.persistent(True)
         self._metrics_epoch = -1  # the epoch the training-metric states belong to (saved in checkpoints)
         self._lr_epoch = -1  # the epoch train/lr was last logged for
         self.epoch_lr: float | None = None  # the learning rate of the current epoch's optimizer steps
 
-    def _stage_metrics(self, stage: str) -> MetricCollection:
+    def stage_metrics(self, stage: str) -> MetricCollection:
+        """The metrics of ``stage`` (``"train"``, ``"val"`` or ``"test"``)."""
+        return {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
+
+    def _new_metrics(self, stage: str) -> MetricCollection:
         """Accuracy, mean per-sample loss and all-silent fraction of one stage."""
         # train: step values reduced over ranks (exact under DDP)
         kw = {"dist_sync_on_step": True} if stage == "train" else {}
@@ -144,7 +151,7 @@ class SpikingClassifier(pl.LightningModule):
         preds = counts.detach().argmax(-1)  # ties -> lowest index; all-silent -> class 0
         silent = (counts.detach().sum(-1) == 0).float()
         # calling a metric updates its epoch state and returns the batch value (for on_step logs)
-        metrics = self.metrics[stage]
+        metrics = self.stage_metrics(stage)
         metrics["acc"](preds, target)
         metrics["loss"](loss.detach() / spikes.shape[1], weight=spikes.shape[1])
         metrics["silent_output"](silent)
@@ -190,7 +197,10 @@ class SpikingClassifier(pl.LightningModule):
         if self.optimizer_factory is None:
             opt = torch.optim.Adam(params, lr=DEFAULT_LR, betas=(0.9, 0.999), eps=1e-8)
         else:
-            opt = self.optimizer_factory(params)
+            try:
+                opt = self.optimizer_factory(params)
+            except (TypeError, ValueError) as err:  # torch's own checks, e.g. "Invalid momentum value: -0.5"
+                raise ConfigError(f"model.optimizer: {err}") from err
         if not isinstance(opt, torch.optim.Optimizer):
             raise ConfigError(f"model.optimizer built {type(opt).__name__}, not a torch.optim.Optimizer")
         for group in opt.param_groups:
@@ -251,11 +261,11 @@ class SpikingClassifier(pl.LightningModule):
         if state is None:
             return
         for key in [k for k in state if k.startswith(tuple(_OLD_METRIC_NAMES))]:
-            # checkpoints written before the per-stage MetricCollections: train_acc.* -> metrics.train.acc.*
+            # checkpoints written before the per-stage MetricCollections: train_acc.* -> train_metrics.acc.*
             old, rest = key.split(".", 1)
-            state[f"metrics.{_OLD_METRIC_NAMES[old + '.']}.{rest}"] = state.pop(key)
+            state[f"{_OLD_METRIC_NAMES[old + '.']}.{rest}"] = state.pop(key)
         for key, value in self.state_dict().items():
-            if key.startswith("metrics.train.") and key not in state:
+            if key.startswith("train_metrics.") and key not in state:
                 state[key] = value
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
@@ -267,7 +277,7 @@ class SpikingClassifier(pl.LightningModule):
         """
         epoch = int(self.current_epoch)
         if self._metrics_epoch != epoch:
-            self.metrics["train"].reset()
+            self.train_metrics.reset()
             self._metrics_epoch = epoch
         if self._lr_epoch != epoch and self._trainer is not None and self.trainer.optimizers:
             # the rate this epoch's optimizer steps use: the scheduler steps only at epoch ends
@@ -301,7 +311,7 @@ class SpikingClassifier(pl.LightningModule):
 
 
 _METRICS_EPOCH = "hm2bp_train_metrics_epoch"  # checkpoint key
-_OLD_METRIC_NAMES = {f"{stage}_{old}.": f"{stage}.{new}" for stage in STAGES
+_OLD_METRIC_NAMES = {f"{stage}_{old}.": f"{stage}_metrics.{new}" for stage in STAGES
                      for old, new in (("acc", "acc"), ("loss", "loss"), ("silent", "silent_output"))}
 
 
