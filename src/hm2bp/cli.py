@@ -46,7 +46,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from hm2bp import runs
+from hm2bp import cli_checks, runs
 from hm2bp.callbacks.interrupt import CheckpointOnInterrupt
 from hm2bp.callbacks.predictions import PredictionWriter
 from hm2bp.checkpoint import AtomicCheckpointIO, CheckpointNotFoundError, load_checkpoint_file
@@ -231,58 +231,21 @@ class HM2BPCLI(LightningCLI):
             trainer.callbacks.insert(0, PredictionWriter(str(self.run_dir / "predictions.csv")))
         return trainer
 
-    # ------------------------------------------------------------------ checks before any work
+    # ------------------------------------------------------------------ checks before any work (hm2bp.cli_checks)
     def _check_world(self) -> None:
-        trainer, dm = self.trainer, self.datamodule
-        world = int(trainer.world_size)
-        batch = getattr(dm, "batch_size", None)
-        if batch is not None and world > 1 and int(batch) % world:
-            raise ConfigError(
-                f"data.init_args.batch_size={batch} is the global batch and must be divisible by the world size "
-                f"{world} (trainer.devices x trainer.num_nodes = {trainer.num_devices} x {trainer.num_nodes}); "
-                f"choose a multiple of {world}"
-            )
+        cli_checks.check_world(self.trainer, self.datamodule)
 
     def _check_data(self, stages: tuple[str, ...]) -> None:
-        """Read and validate every split the command uses, and the model/data fit."""
-        dm = self.datamodule
-        if dm is None:
-            return
-        dm.prepare_data()
-        for stage in stages:
-            dm.setup(stage)
-        if hasattr(self.model, "check_data"):
-            self.model.check_data(dm)
+        cli_checks.check_data(self.model, self.datamodule, stages)
 
     def _check_checkpoint_fits(self) -> None:
-        """A ``--ckpt_path`` must hold this network's parameters (same names and shapes)."""
-        if self.resumed_from is None or not self.resumed_from.is_file():
-            return
-        ckpt = load_checkpoint_file(self.resumed_from, map_location="cpu",
-                                    weights_only=self.config[self.subcommand].get("weights_only"))
-        saved = ckpt.get("state_dict", {})
-        for name, value in self.model.state_dict().items():
-            if not name.startswith("network."):
-                continue
-            if name not in saved:
-                raise ConfigError(f"--ckpt_path {self.resumed_from} has no parameter {name!r}: it was written for "
-                                  "another network (model.network.init_args.spec)")
-            if tuple(saved[name].shape) != tuple(value.shape):
-                raise ConfigError(
-                    f"--ckpt_path {self.resumed_from}: parameter {name!r} has shape {tuple(saved[name].shape)}, this "
-                    f"network's has {tuple(value.shape)}; the checkpoint was written for another model.network.init_args.spec"
-                )
+        cli_checks.check_checkpoint_fits(self.model, self.resumed_from, self.config[self.subcommand].get("weights_only"))
 
     def _check_explicit_ckpt_dirs(self) -> None:
-        """An explicit ``dirpath`` may not write over the checkpoints of another (earlier) run."""
-        for key, folder in self._explicit_ckpt_dirs:
-            old = [p for p in folder.glob("*.ckpt") if p.is_file()] if folder.is_dir() else []
-            resuming_here = self.resumed_from is not None and self.resumed_from.resolve().parent == folder.resolve()
-            if old and not resuming_here:
-                raise ConfigError(
-                    f"{key}={folder} already holds checkpoints of another run ({old[0].name}); remove the dirpath "
-                    "(every run then writes into its own folder), choose an empty folder, or resume with --ckpt_path last"
-                )
+        cli_checks.check_explicit_ckpt_dirs(self._explicit_ckpt_dirs, self.resumed_from)
+
+    def _check_trainer_options(self) -> None:
+        cli_checks.check_trainer_options(self.config[self.subcommand].trainer, self.trainer, self.datamodule)
 
     def _prepare_output(self) -> None:
         """Global rank zero makes (or, for a resume, locks) the run folder; DDP processes it starts inherit it."""
@@ -309,34 +272,6 @@ class HM2BPCLI(LightningCLI):
         _say(f"{self.subcommand}: writing into {self.run_dir}")
         if isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
             os.environ[ENV_RUN_DIR] = str(self.run_dir)  # read by the processes Lightning starts next
-
-    def _check_trainer_options(self) -> None:
-        """Trainer values that Lightning would only reject (or divide by) once training has started."""
-        t = self.config[self.subcommand].trainer
-        for key in ("accumulate_grad_batches", "log_every_n_steps", "check_val_every_n_epoch"):
-            number(f"trainer.{key}", t.get(key), low=1, integer=True, none_ok=True)
-        number("trainer.gradient_clip_val", t.get("gradient_clip_val"), low=0, none_ok=True)
-        number("trainer.num_sanity_val_steps", t.get("num_sanity_val_steps"), low=-1, integer=True, none_ok=True)
-        interval = t.get("val_check_interval")
-        if isinstance(interval, float):
-            number("trainer.val_check_interval", interval, low=0, high=1, low_open=True,
-                   hint="a fraction of the epoch, or a whole number of training batches")
-        train = getattr(self.datamodule, "train_set", None)
-        if isinstance(interval, int) and t.get("check_val_every_n_epoch") is not None and train is not None:
-            world = int(self.trainer.world_size)
-            per_device = int(self.datamodule.batch_size) // world
-            samples = -(-len(train) // world)  # ceil: the training sampler pads to the world size
-            batches = -(-samples // per_device)
-            limit = self.trainer.limit_train_batches  # Lightning's reading: 2.0 -> 2 batches, 1.0 -> all
-            if isinstance(limit, int):
-                batches = min(batches, limit)
-            elif isinstance(limit, float):
-                batches = int(batches * limit)
-            if interval > batches:
-                raise ConfigError(
-                    f"trainer.val_check_interval={interval} is more than the {batches} training batches of an epoch; "
-                    "lower it, give a fraction, or set trainer.check_val_every_n_epoch null to count batches across epochs"
-                )
 
     def before_fit(self) -> None:
         self._check_world()
