@@ -8,6 +8,7 @@ the Python API (a plain ``Trainer``) and the numeric failures during training.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -241,10 +242,11 @@ def test_cli_main_raises_the_error_itself(tmp_path):
 
 
 # ----------------------------------------------------------------------------- Python API with a plain Trainer
-def _model(time_steps=20, lr=5e-3, optimizer="adam", loss=None) -> SpikingClassifier:
+def _model(time_steps=20, lr=5e-3, loss=None) -> SpikingClassifier:
     pl.seed_everything(0, verbose=False)
     net = SpikingNetwork("64-100-10", thresholds=[5.0, 4.0], output_lateral_inhibition=1.0, target_injection=6.0)
-    return SpikingClassifier(net, loss or SpikeCountLoss(6, 1, 1), optimizer=optimizer, lr=lr, time_steps=time_steps)
+    return SpikingClassifier(net, loss or SpikeCountLoss(6, 1, 1), optimizer=partial(torch.optim.Adam, lr=lr),
+                             time_steps=time_steps)
 
 
 def _trainer(root: Path, **kw) -> pl.Trainer:

@@ -20,7 +20,8 @@ experiment's latest run in its own folder (and says which); ``validate``/``test`
 run's checkpoint write into ``<run>/<command>-<date>-<time>-<hex>``. A ``ModelCheckpoint`` with an
 explicit ``dirpath`` keeps it, but may not write over another run's checkpoints there.
 
-Checks made before any process is launched or anything is written (docs/troubleshooting.md): every
+Checks made before any process is launched or anything is written (:mod:`hm2bp.cli_checks`,
+docs/troubleshooting.md): the optimizer and its learning rate, every
 configured value, the ``--ckpt_path`` file (readable, and made for this network), the global
 ``data.init_args.batch_size`` against ``devices x num_nodes``, every data split the command will use
 (train and validation, and test when ``test_after_fit``), and the output folder. Errors the user
