@@ -73,7 +73,7 @@ def _child(args: argparse.Namespace) -> dict:
         return cb
 
     net = SpikingNetwork("784-800-10", thresholds=[20.0, 8.0], output_lateral_inhibition=1.0, target_injection=35.0)
-    model = SpikingClassifier(net, SpikeCountLoss(35.0, 5.0, 5.0), lr=5e-3)
+    model = SpikingClassifier(net, SpikeCountLoss(35.0, 5.0, 5.0))  # Adam at lr 5e-3 (the default)
     dm = MNISTDataModule(data_dir=args.data_dir, time_steps=400, batch_size=64)
     timer = Timer()
     callbacks = []

@@ -45,12 +45,10 @@ class EpochCurve(Callback):
         self.filename = filename
         self._seconds = 0.0
         self._t0 = None
-        self._lr = None
 
     # ------------------------------------------------------------------ timing of training batches
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._seconds = 0.0
-        self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._t0 = time.perf_counter()
@@ -71,14 +69,24 @@ class EpochCurve(Callback):
         val = trainer.callback_metrics.get("val/acc")
         row = {
             "epoch": epoch,
-            "train_acc": _value(pl_module.train_acc.compute()) if hasattr(pl_module, "train_acc") else None,
+            "train_acc": _value(_train_acc(pl_module)),
             "val_acc": _value(val),
             "test_acc": test_acc,
             "train_seconds": round(self._seconds, 3),
-            "lr": self._lr,  # the rate this epoch trained with (schedulers may step before this hook)
+            "lr": self._epoch_lr(trainer, pl_module),
         }
         if trainer.is_global_zero:
             self._append(self.csv_path(trainer), row)
+
+    @staticmethod
+    def _epoch_lr(trainer, pl_module) -> float | None:
+        """The rate this epoch's optimizer steps used: the module's ``epoch_lr`` (``SpikingClassifier``
+        sets it at the epoch's first batch, also after a resume), else the optimizer's current rate
+        (schedulers step after this hook)."""
+        lr = getattr(pl_module, "epoch_lr", None)
+        if lr is None and trainer.optimizers:
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+        return lr
 
     def csv_path(self, trainer) -> Path:
         root = trainer.log_dir or trainer.default_root_dir
@@ -129,6 +137,12 @@ def _batch_limit(limit, n: int) -> int:
     if isinstance(limit, int):
         return min(limit, n)
     return n if limit >= 1.0 else max(1, math.ceil(limit * n))
+
+
+def _train_acc(pl_module):
+    """The epoch's training accuracy from ``SpikingClassifier``'s per-stage metrics, else ``None``."""
+    metrics = getattr(pl_module, "train_metrics", None)
+    return metrics["acc"].compute() if metrics is not None else None
 
 
 def _value(x) -> float | None:

@@ -8,6 +8,7 @@ the Python API (a plain ``Trainer``) and the numeric failures during training.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -116,9 +117,13 @@ CASES = {
     "undesired above desired": (lambda t: ["--model.loss.init_args.undesired", "6"],
                                 r"model\.loss\.init_args\.desired=6\.0 must exceed model\.loss\.init_args\.undesired=6\.0"),
     "negative margin": (lambda t: ["--model.loss.init_args.margin", "-1"], r"model\.loss\.init_args\.margin=-1\.0 must be >= 0"),
-    "zero learning rate": (lambda t: ["--model.lr", "0"], r"model\.lr=0\.0 must be > 0"),
-    "momentum of 1.5": (lambda t: ["--model.momentum", "1.5"], r"model\.momentum=1\.5 must be < 1"),
-    "unknown optimizer": (lambda t: ["--model.optimizer", "adamw"], r"model\.optimizer must be 'adam' or 'sgd', got 'adamw'"),
+    "zero learning rate": (lambda t: ["--model.optimizer.init_args.lr", "0"],
+                           r"model\.optimizer\.init_args\.lr=0\.0 must be > 0"),
+    "negative momentum": (lambda t: ["--model.optimizer", "torch.optim.SGD", "--model.optimizer.init_args.momentum", "-0.5"],
+                          r"model\.optimizer: Invalid momentum value: -0\.5"),
+    "unknown optimizer": (lambda t: ["--model.optimizer", "adamw"], r"model\.optimizer: Expected a dot import path string: adamw"),
+    "unknown schedule": (lambda t: ["--model.lr_scheduler", "cosine"],
+                         r"model\.lr_scheduler: Expected a dot import path string: cosine"),
     # data values
     "negative val_size": (lambda t: ["--data.init_args.val_size", "-5"], r"data\.init_args\.val_size=-5 must be > 0"),
     "val_size beyond the data": (lambda t: ["--data.init_args.val_size", "1500"],
@@ -222,11 +227,11 @@ def test_last_checkpoint_for_test_without_any_run(tmp_path, capsys, monkeypatch)
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"model\.lr=0\.0 must be > 0"):
-        main(fit_args(tmp_path / "run", DIGITS, "--model.lr", "0", "--debug"))
+    with pytest.raises(ConfigError, match=r"model\.optimizer\.init_args\.lr=0\.0 must be > 0"):
+        main(fit_args(tmp_path / "run", DIGITS, "--model.optimizer.init_args.lr", "0", "--debug"))
     monkeypatch.setenv("HM2BP_DEBUG", "1")
-    with pytest.raises(ConfigError, match=r"model\.lr=0\.0 must be > 0"):
-        main(fit_args(tmp_path / "run", DIGITS, "--model.lr", "0"))
+    with pytest.raises(ConfigError, match=r"model\.optimizer\.init_args\.lr=0\.0 must be > 0"):
+        main(fit_args(tmp_path / "run", DIGITS, "--model.optimizer.init_args.lr", "0"))
 
 
 def test_cli_main_raises_the_error_itself(tmp_path):
@@ -237,10 +242,11 @@ def test_cli_main_raises_the_error_itself(tmp_path):
 
 
 # ----------------------------------------------------------------------------- Python API with a plain Trainer
-def _model(time_steps=20, lr=5e-3, optimizer="adam", loss=None) -> SpikingClassifier:
+def _model(time_steps=20, lr=5e-3, loss=None) -> SpikingClassifier:
     pl.seed_everything(0, verbose=False)
     net = SpikingNetwork("64-100-10", thresholds=[5.0, 4.0], output_lateral_inhibition=1.0, target_injection=6.0)
-    return SpikingClassifier(net, loss or SpikeCountLoss(6, 1, 1), optimizer=optimizer, lr=lr, time_steps=time_steps)
+    return SpikingClassifier(net, loss or SpikeCountLoss(6, 1, 1), optimizer=partial(torch.optim.Adam, lr=lr),
+                             time_steps=time_steps)
 
 
 def _trainer(root: Path, **kw) -> pl.Trainer:

@@ -34,8 +34,8 @@ SMALL_T_ARGS = [
     "--model.loss.init_args.desired", "6",
     "--model.loss.init_args.undesired", "1",
     "--model.loss.init_args.margin", "1",
-    "--model.optimizer", "sgd",
-    "--model.lr", "0.002",
+    "--model.optimizer", "torch.optim.SGD",
+    "--model.optimizer.init_args.lr", "0.002",
 ]
 
 

@@ -38,7 +38,7 @@ def test_concurrent_fits_in_one_folder_keep_their_own_files(tmp_path):
     root = tmp_path / "exp"
     procs = []
     for k, lr in enumerate(("0.002", "0.004")):
-        args = fit_args(root, epochs=1) + ["--model.lr", lr]
+        args = fit_args(root, epochs=1) + ["--model.optimizer.init_args.lr", lr]
         (root / "callbacks.yaml").rename(root / f"callbacks{k}.yaml")
         args[args.index(str(root / "callbacks.yaml"))] = str(root / f"callbacks{k}.yaml")
         procs.append(subprocess.Popen([sys.executable, "-m", "hm2bp.cli", *args], cwd=tmp_path, env=cli_env(),

@@ -7,7 +7,11 @@
 
 Values that must agree between data and model (input size, class count, T) are linked from
 the instantiated datamodule into ``SpikingClassifier`` (``num_inputs``, ``num_classes``,
-``time_steps``), which checks them against the network with one clear error.
+``time_steps``), which checks them against the network with one clear error. A ``SpikingNetwork``
+whose ``target_injection`` is left null injects the loss's desired count
+(``model.loss.init_args.desired``; docs/algorithm.md, "Weight update"); a number sets it explicitly.
+Experiment files compose the files of ``configs/model``, ``configs/data`` and ``configs/trainer``
+with dotted deltas (:func:`hm2bp.cli_config.expand_composed_configs`).
 ``--test_after_fit true`` tests the best checkpoint once ``fit`` ends, in the same run and W&B run.
 
 Run folders (:mod:`hm2bp.runs`): every ``fit`` writes its checkpoints, ``config.yaml`` and logs into
@@ -16,7 +20,8 @@ experiment's latest run in its own folder (and says which); ``validate``/``test`
 run's checkpoint write into ``<run>/<command>-<date>-<time>-<hex>``. A ``ModelCheckpoint`` with an
 explicit ``dirpath`` keeps it, but may not write over another run's checkpoints there.
 
-Checks made before any process is launched or anything is written (docs/troubleshooting.md): every
+Checks made before any process is launched or anything is written (:mod:`hm2bp.cli_checks`,
+docs/troubleshooting.md): the optimizer and its learning rate, every
 configured value, the ``--ckpt_path`` file (readable, and made for this network), the global
 ``data.init_args.batch_size`` against ``devices x num_nodes``, every data split the command will use
 (train and validation, and test when ``test_after_fit``), and the output folder. Errors the user
@@ -42,11 +47,11 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
-from hm2bp import runs
+from hm2bp import cli_checks, runs
 from hm2bp.callbacks.interrupt import CheckpointOnInterrupt
 from hm2bp.callbacks.predictions import PredictionWriter
 from hm2bp.checkpoint import AtomicCheckpointIO, CheckpointNotFoundError, load_checkpoint_file
-from hm2bp.cli_config import RunConfig, redirect_loggers
+from hm2bp.cli_config import RunConfig, expand_composed_configs, redirect_loggers
 from hm2bp.cli_errors import EXIT_USAGE, debug_requested, is_known, one_line
 from hm2bp.checks import number
 from hm2bp.errors import ConfigError, OutputError
@@ -86,6 +91,11 @@ class HM2BPCLI(LightningCLI):
         parser.link_arguments("data.num_inputs", "model.num_inputs", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.time_steps", "model.time_steps", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        sub, cfg = self._sub()
+        target_injection_follows_loss((cfg if sub else self.config).model)
+        self._prepare_run_dir(sub, cfg)
 
     def parse_arguments(self, parser, args) -> None:
         # LightningCLI's, without its warning about `args` plus sys.argv (main() passes argv on purpose)
@@ -171,8 +181,7 @@ class HM2BPCLI(LightningCLI):
         super()._set_seed()
 
     # ------------------------------------------------------------------ run folder and loggers
-    def before_instantiate_classes(self) -> None:
-        sub, cfg = self._sub()
+    def _prepare_run_dir(self, sub, cfg) -> None:
         if sub is None:  # run=False: build the objects only, write nothing
             return
         self._explicit_ckpt_dirs = self._explicit_dirpaths(cfg)
@@ -223,58 +232,21 @@ class HM2BPCLI(LightningCLI):
             trainer.callbacks.insert(0, PredictionWriter(str(self.run_dir / "predictions.csv")))
         return trainer
 
-    # ------------------------------------------------------------------ checks before any work
+    # ------------------------------------------------------------------ checks before any work (hm2bp.cli_checks)
     def _check_world(self) -> None:
-        trainer, dm = self.trainer, self.datamodule
-        world = int(trainer.world_size)
-        batch = getattr(dm, "batch_size", None)
-        if batch is not None and world > 1 and int(batch) % world:
-            raise ConfigError(
-                f"data.init_args.batch_size={batch} is the global batch and must be divisible by the world size "
-                f"{world} (trainer.devices x trainer.num_nodes = {trainer.num_devices} x {trainer.num_nodes}); "
-                f"choose a multiple of {world}"
-            )
+        cli_checks.check_world(self.trainer, self.datamodule)
 
     def _check_data(self, stages: tuple[str, ...]) -> None:
-        """Read and validate every split the command uses, and the model/data fit."""
-        dm = self.datamodule
-        if dm is None:
-            return
-        dm.prepare_data()
-        for stage in stages:
-            dm.setup(stage)
-        if hasattr(self.model, "check_data"):
-            self.model.check_data(dm)
+        cli_checks.check_data(self.model, self.datamodule, stages)
 
     def _check_checkpoint_fits(self) -> None:
-        """A ``--ckpt_path`` must hold this network's parameters (same names and shapes)."""
-        if self.resumed_from is None or not self.resumed_from.is_file():
-            return
-        ckpt = load_checkpoint_file(self.resumed_from, map_location="cpu",
-                                    weights_only=self.config[self.subcommand].get("weights_only"))
-        saved = ckpt.get("state_dict", {})
-        for name, value in self.model.state_dict().items():
-            if not name.startswith("network."):
-                continue
-            if name not in saved:
-                raise ConfigError(f"--ckpt_path {self.resumed_from} has no parameter {name!r}: it was written for "
-                                  "another network (model.network.init_args.spec)")
-            if tuple(saved[name].shape) != tuple(value.shape):
-                raise ConfigError(
-                    f"--ckpt_path {self.resumed_from}: parameter {name!r} has shape {tuple(saved[name].shape)}, this "
-                    f"network's has {tuple(value.shape)}; the checkpoint was written for another model.network.init_args.spec"
-                )
+        cli_checks.check_checkpoint_fits(self.model, self.resumed_from, self.config[self.subcommand].get("weights_only"))
 
     def _check_explicit_ckpt_dirs(self) -> None:
-        """An explicit ``dirpath`` may not write over the checkpoints of another (earlier) run."""
-        for key, folder in self._explicit_ckpt_dirs:
-            old = [p for p in folder.glob("*.ckpt") if p.is_file()] if folder.is_dir() else []
-            resuming_here = self.resumed_from is not None and self.resumed_from.resolve().parent == folder.resolve()
-            if old and not resuming_here:
-                raise ConfigError(
-                    f"{key}={folder} already holds checkpoints of another run ({old[0].name}); remove the dirpath "
-                    "(every run then writes into its own folder), choose an empty folder, or resume with --ckpt_path last"
-                )
+        cli_checks.check_explicit_ckpt_dirs(self._explicit_ckpt_dirs, self.resumed_from)
+
+    def _check_trainer_options(self) -> None:
+        cli_checks.check_trainer_options(self.config[self.subcommand].trainer, self.trainer, self.datamodule)
 
     def _prepare_output(self) -> None:
         """Global rank zero makes (or, for a resume, locks) the run folder; DDP processes it starts inherit it."""
@@ -302,36 +274,10 @@ class HM2BPCLI(LightningCLI):
         if isinstance(trainer.strategy.launcher, _SubprocessScriptLauncher):
             os.environ[ENV_RUN_DIR] = str(self.run_dir)  # read by the processes Lightning starts next
 
-    def _check_trainer_options(self) -> None:
-        """Trainer values that Lightning would only reject (or divide by) once training has started."""
-        t = self.config[self.subcommand].trainer
-        for key in ("accumulate_grad_batches", "log_every_n_steps", "check_val_every_n_epoch"):
-            number(f"trainer.{key}", t.get(key), low=1, integer=True, none_ok=True)
-        number("trainer.gradient_clip_val", t.get("gradient_clip_val"), low=0, none_ok=True)
-        number("trainer.num_sanity_val_steps", t.get("num_sanity_val_steps"), low=-1, integer=True, none_ok=True)
-        interval = t.get("val_check_interval")
-        if isinstance(interval, float):
-            number("trainer.val_check_interval", interval, low=0, high=1, low_open=True,
-                   hint="a fraction of the epoch, or a whole number of training batches")
-        train = getattr(self.datamodule, "train_set", None)
-        if isinstance(interval, int) and t.get("check_val_every_n_epoch") is not None and train is not None:
-            world = int(self.trainer.world_size)
-            per_device = int(self.datamodule.batch_size) // world
-            samples = -(-len(train) // world)  # ceil: the training sampler pads to the world size
-            batches = -(-samples // per_device)
-            limit = self.trainer.limit_train_batches  # Lightning's reading: 2.0 -> 2 batches, 1.0 -> all
-            if isinstance(limit, int):
-                batches = min(batches, limit)
-            elif isinstance(limit, float):
-                batches = int(batches * limit)
-            if interval > batches:
-                raise ConfigError(
-                    f"trainer.val_check_interval={interval} is more than the {batches} training batches of an epoch; "
-                    "lower it, give a fraction, or set trainer.check_val_every_n_epoch null to count batches across epochs"
-                )
-
     def before_fit(self) -> None:
         self._check_world()
+        if hasattr(self.model, "build_optimizer"):
+            self.model.build_optimizer()  # a bad optimizer class or learning rate: one error before any work
         stages = ("fit", "test") if self.config[self.subcommand].get("test_after_fit") else ("fit",)
         self._check_data(stages)
         self._check_trainer_options()
@@ -403,6 +349,26 @@ class HM2BPCLI(LightningCLI):
             print(f"predictions written to {writer.path}")
 
 
+def target_injection_follows_loss(model_cfg) -> None:
+    """A ``SpikingNetwork`` config whose ``target_injection`` is null gets the loss's desired count
+    (the injected train of a silent target must aim at the count the loss asks for)."""
+    net = model_cfg.get("network") if model_cfg is not None else None
+    init = net.get("init_args") if isinstance(net, Namespace) else None
+    if init is None or "target_injection" not in init or init.get("target_injection") is not None:
+        return
+    if not str(net.get("class_path", "")).endswith("SpikingNetwork"):
+        return
+    loss = model_cfg.get("loss")
+    if loss is None:
+        from hm2bp.loss import SpikeCountLoss
+
+        desired = SpikeCountLoss().desired
+    else:
+        desired = (loss.get("init_args") or Namespace()).get("desired") if isinstance(loss, Namespace) else None
+    if desired is not None:
+        init["target_injection"] = float(desired)
+
+
 def _known_cause(err: BaseException) -> BaseException | None:
     """The first :class:`~hm2bp.errors.HM2BPError` in ``err``'s cause/context chain."""
     from hm2bp.errors import HM2BPError
@@ -469,7 +435,9 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> HM2BPCLI:
     """Build (and by default run) the CLI; returns it, for tests and scripts. Errors are raised
     (``main`` prints the known ones as one line)."""
     if args is None or isinstance(args, list):
-        check_config_files(list(sys.argv[1:] if args is None else args))
+        args = list(sys.argv[1:] if args is None else args)
+        check_config_files(args)
+        args = expand_composed_configs(args)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
@@ -486,6 +454,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> HM2BPCLI:
                 pl.LightningDataModule,
                 subclass_mode_data=True,
                 save_config_callback=RunConfig,
+                auto_configure_optimizers=False,  # the optimizer and schedule are model.optimizer / model.lr_scheduler
                 trainer_defaults={"logger": DEFAULT_LOGGER},
                 parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False,
                                **{sub: {"exit_on_error": False} for sub in ("fit", *EVAL_COMMANDS)}},

@@ -7,11 +7,25 @@ named ``config-<stamp>.yaml``, so nothing is overwritten. The same configuration
 logger's ``log_hyperparams`` (the W&B run's config: ``model``, ``data``, ``trainer``,
 ``seed_everything``, ...), with ``versions`` (hm2bp, torch, Lightning, wandb) and ``run_dir``; at the
 start of training ``optimizer_used`` adds the optimizer the trainer really holds (class and its
-defaults: lr, betas, eps, momentum, ...) and its scheduler, which a ``--optimizer`` flag may have
-replaced.
+defaults: lr, betas, eps, momentum, ...) and its scheduler (``model.optimizer``,
+``model.lr_scheduler``).
 
-:func:`redirect_loggers` points every configured logger's ``save_dir`` at the run folder and, with
-``WANDB_MODE=disabled``, swaps ``WandbLogger`` for a ``CSVLogger`` there.
+:func:`redirect_loggers` points every configured logger's ``save_dir`` at the run folder, names a
+W&B run without a ``name`` after the experiment (the last folder of ``trainer.default_root_dir``) and,
+with ``WANDB_MODE=disabled``, swaps ``WandbLogger`` for a ``CSVLogger`` there.
+
+:func:`expand_composed_configs` lets one config file compose others (``configs/experiment/*.yaml``)::
+
+    model: ../model/digits.yaml          # a group given as a file, relative to this file
+    data: ../data/digits.yaml
+    trainer: ../trainer/cpu.yaml
+    trainer.max_epochs: 15               # deltas: dotted keys, applied on top of those files
+
+jsonargparse reads a group either from a file or from a mapping, not both, and merges dotted keys
+into the group (losing the file). So before parsing, ``--config FILE`` becomes
+``--model <file> --data <file> --trainer <file> --config FILE``: the referenced files are parsed
+first and FILE (its dotted keys merged into partial groups) is applied on top, with relative paths
+inside each file still resolved against that file. Files without dotted keys are left alone.
 """
 from __future__ import annotations
 
@@ -25,6 +39,7 @@ from jsonargparse import Namespace
 from pytorch_lightning.cli import SaveConfigCallback
 
 WANDB_LOGGER = "pytorch_lightning.loggers.WandbLogger"
+COMPOSABLE_GROUPS = ("model", "data", "trainer")  # top-level keys a config file may give as a file
 CSV_LOGGER = "pytorch_lightning.loggers.CSVLogger"
 
 
@@ -39,10 +54,44 @@ def _logger_entries(trainer_cfg) -> list:
     return [logger] if isinstance(logger, Namespace) else []
 
 
+def expand_composed_configs(argv: list[str]) -> list[str]:
+    """``--config FILE`` of a composing file -> ``--<group> <referenced file> ... --config FILE``
+    (module docstring); every other argument unchanged."""
+    import yaml
+
+    out: list[str] = []
+    k = 0
+    while k < len(argv):
+        arg = argv[k]
+        path = None
+        if arg in ("--config", "-c") and k + 1 < len(argv):
+            path, step = argv[k + 1], 2
+        elif arg.startswith("--config="):
+            path, step = arg.split("=", 1)[1], 1
+        if path is None or not os.path.isfile(path):
+            out.append(arg)
+            k += 1
+            continue
+        with open(path) as f:
+            content = yaml.safe_load(f)
+        if isinstance(content, dict) and any("." in str(key) for key in content):
+            base = Path(path).resolve().parent
+            for group in COMPOSABLE_GROUPS:
+                ref = content.get(group)
+                if isinstance(ref, str) and ref.endswith((".yaml", ".yml")):
+                    out += [f"--{group}", str((base / ref).resolve())]
+        out += argv[k:k + step]
+        k += step
+    return out
+
+
 def redirect_loggers(trainer_cfg, run_dir: Path, run_id: str) -> None:
     """In the parsed ``trainer`` config: every logger's ``save_dir`` -> ``run_dir``; W&B runs get
-    ``id = run_id`` (unless set) so a resumed run keeps its W&B id; ``WANDB_MODE=disabled`` turns a
+    ``id = run_id`` (unless set) so a resumed run keeps its W&B id, and ``name`` = the experiment
+    (last folder of ``trainer.default_root_dir``) unless set; ``WANDB_MODE=disabled`` turns a
     ``WandbLogger`` into a ``CSVLogger`` writing ``<run_dir>/csv/version_0/metrics.csv``."""
+    root = trainer_cfg.get("default_root_dir") if trainer_cfg is not None else None
+    experiment = Path(str(root)).name if root else None
     entries = _logger_entries(trainer_cfg)
     for k, entry in enumerate(entries):
         class_path = str(entry.get("class_path", ""))
@@ -61,6 +110,8 @@ def redirect_loggers(trainer_cfg, run_dir: Path, run_id: str) -> None:
             init["save_dir"] = str(run_dir)
         if class_path.endswith("WandbLogger") and not init.get("id") and not init.get("version"):
             init["id"] = run_id
+        if class_path.endswith("WandbLogger") and not init.get("name") and experiment:
+            init["name"] = experiment
 
 
 def _plain(value: Any) -> Any:
@@ -85,11 +136,7 @@ def optimizer_record(trainer: pl.Trainer) -> dict:
         cls = type(cfg.scheduler)
         scheds.append({"class": f"{cls.__module__}.{cls.__qualname__}", "interval": cfg.interval,
                        "frequency": cfg.frequency})
-    rec = {"optimizers": opts, "lr_schedulers": scheds}
-    module = trainer.lightning_module
-    if module is not None and hasattr(module, "lr_schedule"):
-        rec["lr_schedule"] = module.lr_schedule
-    return rec
+    return {"optimizers": opts, "lr_schedulers": scheds}
 
 
 def package_versions() -> dict:

@@ -5,7 +5,8 @@ The network (any ``nn.Module`` mapping spikes ``[T, B, *in]`` to output spikes
 loss; ``loss.backward()`` runs each layer's HM2-BP rule (no graph through time).
 
 Prediction is the argmax of the output counts. Ties go to the lowest class index, so an
-all-silent output predicts class 0, as the official program does (spec §3.1); the fraction of
+all-silent output predicts class 0, as the official program does (docs/algorithm.md, "Training loop
+of the authors' program"); the fraction of
 all-silent samples is logged as ``<stage>/silent_output`` so such "correct by default" answers
 are visible.
 
@@ -14,35 +15,38 @@ summed over samples, so one process computes :math:`g = \sum_{b \in \text{global
 averages the ranks' gradients, giving :math:`g / W`; ``on_before_optimizer_step`` multiplies by the
 world size :math:`W` once per optimizer step (after accumulation and the all-reduce), so every
 update equals the single-process update with the same global batch, up to float summation order
-(also for the H17 regulariser, which each rank adds once per local sample). Training metrics sync
-on every step and their states travel in checkpoints (exact mid-epoch resume).
+(also for the weight regulariser of docs/algorithm.md, "Weight update", which each rank adds once
+per local sample). Training metrics sync on every step and their states travel in checkpoints
+(exact mid-epoch resume).
+
+Optimizer and schedule are LightningCLI callables (``OptimizerCallable``, ``LRSchedulerCallable``):
+any ``torch.optim`` optimizer and scheduler can be configured, e.g.
+``optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.005}}`` and
+``lr_scheduler: {class_path: hm2bp.schedules.InvSqrtEpoch}`` (the schedules of the authors' runs are
+in :mod:`hm2bp.schedules`); the scheduler steps once per epoch.
+
+Metrics: one ``torchmetrics.MetricCollection`` per stage (``train_metrics``, ``val_metrics``,
+``test_metrics``; :meth:`SpikingClassifier.stage_metrics`) with members ``acc``, ``loss`` and
+``silent_output``, logged as ``<stage>/<member>`` (``train/acc``, ``val/loss``, ...).
 """
 from __future__ import annotations
 
-import math
-
 import pytorch_lightning as pl
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.strategies import DDPStrategy
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from hm2bp.checks import max_spike_count, number
 from hm2bp.errors import ConfigError, TrainingDivergedError
 from hm2bp.loss import SpikeCountLoss
+from hm2bp.schedules import InvSqrtEpoch
 
-
-def _official_factor(epoch: int) -> float:
-    """The authors' schedule: 1, 1, 1/sqrt(2), 1/sqrt(3), ... over 0-based epochs."""
-    return 1.0 / math.sqrt(max(epoch, 1))
-
-
-def _inv_sqrt_factor(epoch: int) -> float:
-    return 1.0 / math.sqrt(epoch + 1)
-
-
-LR_SCHEDULES = {"official": _official_factor, "inv_sqrt_epoch": _inv_sqrt_factor, "constant": None}
+DEFAULT_LR = 5e-3  # Adam on batch-summed gradients at batch 32-64 (official batch-1 Adam: 1e-3)
+STAGES = ("train", "val", "test")
+METRICS = ("acc", "loss", "silent_output")  # logged as <stage>/<name>
 
 
 class SpikingClassifier(pl.LightningModule):
@@ -51,12 +55,13 @@ class SpikingClassifier(pl.LightningModule):
     Args:
         network: the spiking network (e.g. ``hm2bp.SpikingNetwork``).
         loss: count loss (default ``SpikeCountLoss(35, 5, 5)``).
-        optimizer: ``"adam"`` (official, β 0.9/0.999, ε 1e-8) or ``"sgd"``.
-        lr: learning rate for the batch-summed gradient (official batch-1 Adam: 1e-3).
-        momentum: SGD momentum.
-        lr_schedule: ``"official"`` (the authors' MLP and N-MNIST runs: lr for the first two
-            epochs, then lr / sqrt(e) in 0-based epoch e, i.e. lr / sqrt(max(e, 1))),
-            ``"inv_sqrt_epoch"`` (lr / sqrt(e + 1), the authors' CNN run) or ``"constant"``.
+        optimizer: a callable ``params -> torch.optim.Optimizer`` (LightningCLI's ``OptimizerCallable``;
+            in a config ``{class_path: torch.optim.Adam, init_args: {lr: 0.005}}``). Default: Adam
+            (β 0.9/0.999, ε 1e-8, as the authors' program) at lr 5e-3 for the batch-summed gradient.
+        lr_scheduler: a callable ``optimizer -> scheduler`` stepped once per epoch
+            (``LRSchedulerCallable``); :mod:`hm2bp.schedules` holds the authors' schedules
+            (``OfficialMLP``: lr for two epochs, then lr/√e; ``InvSqrtEpoch``: lr/√(e+1), the default).
+            ``None``: a constant rate.
         num_inputs, num_classes, time_steps: linked from the datamodule by the CLI; when given they
             are checked against the network and every batch, with one clear error.
     """
@@ -65,23 +70,21 @@ class SpikingClassifier(pl.LightningModule):
         self,
         network: nn.Module,
         loss: nn.Module | None = None,
-        optimizer: str = "adam",
-        lr: float = 5e-3,
-        momentum: float = 0.0,
-        lr_schedule: str = "inv_sqrt_epoch",
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = InvSqrtEpoch,
         num_inputs: int | None = None,
         num_classes: int | None = None,
         time_steps: int | None = None,
     ) -> None:
         super().__init__()
-        if optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"model.optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        if lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"model.lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
-        number("model.lr", lr, low=0, low_open=True)
-        number("model.momentum", momentum, low=0, high=1, high_open=True)
+        if optimizer is not None and not callable(optimizer):
+            raise ConfigError(f"model.optimizer must be an optimizer class or callable (e.g. torch.optim.Adam), "
+                              f"got {optimizer!r}")
+        if lr_scheduler is not None and not callable(lr_scheduler):
+            raise ConfigError(f"model.lr_scheduler must be a scheduler class or callable (e.g. "
+                              f"hm2bp.schedules.InvSqrtEpoch) or null, got {lr_scheduler!r}")
         number("model.time_steps", time_steps, low=2, integer=True, none_ok=True)
-        self.save_hyperparameters(ignore=["network", "loss"])
+        self.save_hyperparameters(ignore=["network", "loss", "optimizer", "lr_scheduler"])
         self.network = network
         self.loss = loss if loss is not None else SpikeCountLoss()
         net_in = getattr(network, "num_inputs", None)
@@ -101,21 +104,30 @@ class SpikingClassifier(pl.LightningModule):
         self.num_inputs = num_inputs or net_in
         self.num_classes = num_classes or net_out
         self.time_steps = time_steps
-        self.optimizer_name = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.lr_schedule = lr_schedule
-        for stage in ("train", "val", "test"):
-            # train: step values reduced over ranks (exact under DDP); states saved in checkpoints so
-            # a run resumed mid-epoch reports the same epoch metrics as an uninterrupted one
-            kw = {"dist_sync_on_step": True} if stage == "train" else {}
-            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes=self.num_classes, average="micro", **kw))
-            setattr(self, f"{stage}_loss", MeanMetric(**kw))
-            setattr(self, f"{stage}_silent", MeanMetric(**kw))
-        for metric in (self.train_acc, self.train_loss, self.train_silent):
-            metric.persistent(True)
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.train_metrics = self._new_metrics("train")
+        self.val_metrics = self._new_metrics("val")
+        self.test_metrics = self._new_metrics("test")
+        # train: states saved in checkpoints, so a run resumed mid-epoch reports the same epoch metrics
+        self.train_metrics.persistent(True)
         self._metrics_epoch = -1  # the epoch the training-metric states belong to (saved in checkpoints)
         self._lr_epoch = -1  # the epoch train/lr was last logged for
+        self.epoch_lr: float | None = None  # the learning rate of the current epoch's optimizer steps
+
+    def stage_metrics(self, stage: str) -> MetricCollection:
+        """The metrics of ``stage`` (``"train"``, ``"val"`` or ``"test"``)."""
+        return {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
+
+    def _new_metrics(self, stage: str) -> MetricCollection:
+        """Accuracy, mean per-sample loss and all-silent fraction of one stage."""
+        # train: step values reduced over ranks (exact under DDP)
+        kw = {"dist_sync_on_step": True} if stage == "train" else {}
+        return MetricCollection(
+            {"acc": MulticlassAccuracy(num_classes=self.num_classes, average="micro", **kw),
+             "loss": MeanMetric(**kw), "silent_output": MeanMetric(**kw)},
+            compute_groups=False,  # loss and silent_output are both MeanMetrics: never merge their states
+        )
 
     # ------------------------------------------------------------------ shared step
     def forward(self, spikes: Tensor) -> Tensor:
@@ -139,12 +151,12 @@ class SpikingClassifier(pl.LightningModule):
         preds = counts.detach().argmax(-1)  # ties -> lowest index; all-silent -> class 0
         silent = (counts.detach().sum(-1) == 0).float()
         # calling a metric updates its epoch state and returns the batch value (for on_step logs)
-        getattr(self, f"{stage}_acc")(preds, target)
-        getattr(self, f"{stage}_loss")(loss.detach() / spikes.shape[1], weight=spikes.shape[1])
-        getattr(self, f"{stage}_silent")(silent)
-        for key in ("acc", "loss", "silent"):
-            name = f"{stage}/{'silent_output' if key == 'silent' else key}"
-            self.log(name, getattr(self, f"{stage}_{key}"), on_step=stage == "train" and key != "silent",
+        metrics = self.stage_metrics(stage)
+        metrics["acc"](preds, target)
+        metrics["loss"](loss.detach() / spikes.shape[1], weight=spikes.shape[1])
+        metrics["silent_output"](silent)
+        for key in METRICS:
+            self.log(f"{stage}/{key}", metrics[key], on_step=stage == "train" and key != "silent_output",
                      on_epoch=True, prog_bar=key == "acc", batch_size=spikes.shape[1])
         return {
             "loss": loss,
@@ -179,15 +191,27 @@ class SpikingClassifier(pl.LightningModule):
         return {"pred": counts.argmax(-1), "counts": counts, "index": index, "label": label}
 
     # ------------------------------------------------------------------ optimisation
-    def configure_optimizers(self):
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """The configured optimizer on the trainable parameters, its learning rates checked."""
         params = [p for p in self.parameters() if p.requires_grad]
-        if self.optimizer_name == "adam":
-            opt = torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999), eps=1e-8)
+        if self.optimizer_factory is None:
+            opt = torch.optim.Adam(params, lr=DEFAULT_LR, betas=(0.9, 0.999), eps=1e-8)
         else:
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
-        if self.lr_schedule == "constant":
+            try:
+                opt = self.optimizer_factory(params)
+            except (TypeError, ValueError) as err:  # torch's own checks, e.g. "Invalid momentum value: -0.5"
+                raise ConfigError(f"model.optimizer: {err}") from err
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise ConfigError(f"model.optimizer built {type(opt).__name__}, not a torch.optim.Optimizer")
+        for group in opt.param_groups:
+            number("model.optimizer.init_args.lr", group.get("lr"), low=0, low_open=True)
+        return opt
+
+    def configure_optimizers(self):
+        opt = self.build_optimizer()
+        if self.lr_scheduler_factory is None:
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, LR_SCHEDULES[self.lr_schedule])
+        sched = self.lr_scheduler_factory(opt)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
     # ------------------------------------------------------------------ checks before training
@@ -236,8 +260,12 @@ class SpikingClassifier(pl.LightningModule):
         state = checkpoint.get("state_dict")
         if state is None:
             return
+        for key in [k for k in state if k.startswith(tuple(_OLD_METRIC_NAMES))]:
+            # checkpoints written before the per-stage MetricCollections: train_acc.* -> train_metrics.acc.*
+            old, rest = key.split(".", 1)
+            state[f"{_OLD_METRIC_NAMES[old + '.']}.{rest}"] = state.pop(key)
         for key, value in self.state_dict().items():
-            if key.startswith(("train_acc.", "train_loss.", "train_silent.")) and key not in state:
+            if key.startswith("train_metrics.") and key not in state:
                 state[key] = value
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
@@ -249,13 +277,13 @@ class SpikingClassifier(pl.LightningModule):
         """
         epoch = int(self.current_epoch)
         if self._metrics_epoch != epoch:
-            for metric in (self.train_acc, self.train_loss, self.train_silent):
-                metric.reset()
+            self.train_metrics.reset()
             self._metrics_epoch = epoch
         if self._lr_epoch != epoch and self._trainer is not None and self.trainer.optimizers:
-            # the learning rate of this epoch (replaces a LearningRateMonitor, which needs a logger)
-            self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True,
-                     batch_size=1)
+            # the rate this epoch's optimizer steps use: the scheduler steps only at epoch ends
+            # (replaces a LearningRateMonitor, which needs a logger); EpochCurve reads epoch_lr
+            self.epoch_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+            self.log("train/lr", self.epoch_lr, on_step=False, on_epoch=True, batch_size=1)
             self._lr_epoch = epoch
 
     def on_before_optimizer_step(self, optimizer) -> None:
@@ -283,6 +311,8 @@ class SpikingClassifier(pl.LightningModule):
 
 
 _METRICS_EPOCH = "hm2bp_train_metrics_epoch"  # checkpoint key
+_OLD_METRIC_NAMES = {f"{stage}_{old}.": f"{stage}_metrics.{new}" for stage in STAGES
+                     for old, new in (("acc", "acc"), ("loss", "loss"), ("silent", "silent_output"))}
 
 
 def check_counts_fit(loss: nn.Module, network: nn.Module, time_steps: int) -> None:

@@ -18,7 +18,7 @@ def digits_model(thresholds=(10.0, 8.0), seed: int = 0) -> SpikingClassifier:
     net = SpikingNetwork(
         "64-100-10", thresholds=list(thresholds), output_lateral_inhibition=1.0, target_injection=17.5
     )
-    return SpikingClassifier(net, SpikeCountLoss(17.5, 2.5, 2.5), lr=5e-3)
+    return SpikingClassifier(net, SpikeCountLoss(17.5, 2.5, 2.5))  # Adam at lr 5e-3 (the default)
 
 
 def digits_data(batch_size: int = 16, **kwargs) -> DigitsDataModule:

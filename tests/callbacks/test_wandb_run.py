@@ -161,7 +161,7 @@ def test_cli_run_holds_the_resolved_config_and_the_test_of_the_fit(tmp_path, mon
     """One W&B run per fit, in its run folder: the full configuration, the optimizer really used,
     and test_after_fit's test/acc next to the fit's val/acc."""
     monkeypatch.chdir(tmp_path)
-    cli = _cli_fit(tmp_path / "runs", "--model.lr", "0.003")
+    cli = _cli_fit(tmp_path / "runs", "--model.optimizer.init_args.lr", "0.003")
     (run_file,) = cli.run_dir.glob("wandb/offline-run-*/run-*.wandb")
     assert not [p for p in tmp_path.rglob("run-*.wandb") if p != run_file]  # no second W&B run anywhere
     wait_for_run_file(run_file)
@@ -170,14 +170,15 @@ def test_cli_run_holds_the_resolved_config_and_the_test_of_the_fit(tmp_path, mon
     assert config["model"]["network"]["init_args"]["thresholds"] == [5.0, 4.0]
     assert config["model"]["loss"]["init_args"] == {"desired": 6.0, "undesired": 1.0, "margin": 1.0,
                                                    "reduction": "sum", "check_inputs": True}
-    assert config["model"]["lr"] == 0.003
+    assert config["model"]["optimizer"]["class_path"] == "torch.optim.Adam"
+    assert config["model"]["optimizer"]["init_args"]["lr"] == 0.003
     assert config["data"]["class_path"] == "hm2bp.datamodules.DigitsDataModule"
     assert config["data"]["init_args"]["time_steps"] == 20 and config["data"]["init_args"]["batch_size"] == 8
     assert config["trainer"]["max_epochs"] == 1 and config["trainer"]["default_root_dir"] == str(tmp_path / "runs")
     assert config["seed_everything"] == 0 and config["run_dir"] == str(cli.run_dir)
     (opt,) = config["optimizer_used"]["optimizers"]
     assert opt["class"] == "torch.optim.adam.Adam" and opt["lr"] == 0.003 and opt["betas"] == [0.9, 0.999]
-    assert config["optimizer_used"]["lr_schedulers"][0]["class"] == "torch.optim.lr_scheduler.LambdaLR"
+    assert config["optimizer_used"]["lr_schedulers"][0]["class"] == "hm2bp.schedules.InvSqrtEpoch"
     assert set(config["versions"]) >= {"hm2bp", "torch", "pytorch_lightning", "wandb"}
     keys = {k for row in wandb_history(run_file) for k in row}
     assert {"val/acc", "test/acc", "train/loss_epoch"} <= keys

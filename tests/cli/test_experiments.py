@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from hm2bp.cli import cli_main
+from hm2bp.schedules import OfficialMLP
 from tests.helpers import count_args
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,5 +71,7 @@ def test_authors_recipe_is_one_config_away(tmp_path):
             "--config", str(REPO / "configs/recipe/authors_mlp.yaml"), "--trainer.logger", "false"]
     cli = cli_main(args, run=False)
     assert cli.datamodule.batch_size == 1 and cli.datamodule.order == "swaps"
-    assert cli.model.lr == 0.001 and cli.model.lr_schedule == "official"
+    opt = cli.model.build_optimizer()
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["lr"] == 0.001
+    assert isinstance(cli.model.lr_scheduler_factory(opt), OfficialMLP)
     assert cli.model.network.spec == "784-800-10"  # everything else from the experiment

@@ -20,7 +20,7 @@ def digits_network(refractory: int = 0, lateral: float = 0.0) -> SpikingNetwork:
 def trained_digits_state() -> dict:
     """State dict of a 64-100-10 digits network after 2 epochs of HM2-BP at T = 100, refractory 0."""
     pl.seed_everything(0, verbose=False)
-    model = SpikingClassifier(digits_network(), loss=SpikeCountLoss(8.75, 1.25, 1.25), lr=5e-3)
+    model = SpikingClassifier(digits_network(), loss=SpikeCountLoss(8.75, 1.25, 1.25))  # Adam at lr 5e-3 (the default)
     dm = DigitsDataModule(time_steps=T, batch_size=32)
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
