@@ -166,8 +166,8 @@ def main() -> None:
     print(f"MNIST MLP 784-800-10, T=400, batch 64, {args.steps} steps ({args.warmup} warm-up), "
           f"log_every_n_steps={args.log_every}, {args.val_batches} val batches, {args.accelerator}, "
           f"{args.repeats} alternated runs each (medians)")
-    print(f"| quantity | plain | with callbacks | overhead |")
-    print(f"|---|---|---|---|")
+    print("| quantity | plain | with callbacks | overhead |")
+    print("|---|---|---|---|")
     print(f"| train iteration (median) | {it_p:.3f} s | {it_c:.3f} s | {100 * (it_c / it_p - 1):+.1f}% |")
     print(f"| callback hooks in training (measured inside) | – | {med(cb, 'hook_train_s'):.4f} s | "
           f"{100 * hook_frac:.2f}% of training time |")

@@ -21,8 +21,8 @@ import numpy as np
 
 from hm2bp.atomic import atomic_write
 from hm2bp.datamodules.idx import read_idx
-from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 from hm2bp.datamodules.mnist import MNISTDataModule, download_file, find_idx
+from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 
 # split -> number of classes (Cohen et al. 2017, Table II)
 EMNIST_SPLITS = {"balanced": 47, "byclass": 62, "bymerge": 47, "digits": 10, "letters": 26, "mnist": 10}

@@ -8,9 +8,9 @@ or fresh ones every epoch (official CNN runs). Validation and test trains are al
 from __future__ import annotations
 
 from hm2bp.checks import number
-from hm2bp.errors import ConfigError
 from hm2bp.datamodules.base import ORDERS, SpikeDataModule
 from hm2bp.datamodules.encoding import PIXEL_ORDERS, bernoulli_rate, compact_nonzero
+from hm2bp.errors import ConfigError
 
 _SPLIT_SALT = {"train": 0, "val": 0, "test": 0x5EED, "predict": 0x5EED}
 

@@ -19,10 +19,10 @@ import io
 from pathlib import Path
 
 import numpy as np
-from hm2bp.datamodules.base import resolve_data_dir
-from hm2bp.datamodules.spikelists import SpikeListDataModule, unique_pairs
 
 from hm2bp.checks import number
+from hm2bp.datamodules.base import resolve_data_dir
+from hm2bp.datamodules.spikelists import SpikeListDataModule, unique_pairs
 from hm2bp.errors import DataError, DataNotFoundError
 
 # --------------------------------------------------------------------------------------------

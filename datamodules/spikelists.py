@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hm2bp.datamodules.base import SpikeDataModule, seeded_split
-from hm2bp.datamodules.cache import SpikeCache, SpikeLists, resolve_cache_dir
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from hm2bp.checks import count_or_fraction, number
+from hm2bp.datamodules.base import SpikeDataModule, seeded_split
+from hm2bp.datamodules.cache import SpikeCache, SpikeLists, resolve_cache_dir
 from hm2bp.errors import DataError, DataNotFoundError
 
 

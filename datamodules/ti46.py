@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from hm2bp.datamodules.base import resolve_data_dir
-from hm2bp.datamodules.spikelists import SpikeListDataModule
 from hm2bp.datamodules.speech import LYON_CHANNELS, SpeechEncoder
+from hm2bp.datamodules.spikelists import SpikeListDataModule
 from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 
 LETTERS = list(string.ascii_lowercase)

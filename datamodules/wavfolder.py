@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hm2bp.datamodules.base import resolve_data_dir
-from hm2bp.datamodules.spikelists import SpikeListDataModule
 from hm2bp.checks import number
+from hm2bp.datamodules.base import resolve_data_dir
 from hm2bp.datamodules.speech import LYON_CHANNELS, SpeechEncoder
+from hm2bp.datamodules.spikelists import SpikeListDataModule
 from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 
 AUDIO_SUFFIXES = (".wav", ".sph")

@@ -18,7 +18,15 @@ from hm2bp.checkpoint import TMP_MARK, atomic_torch_save
 from hm2bp.cli import cli_main
 from hm2bp.datamodules import DigitsDataModule
 from tests.test_ddp import (  # noqa: F401
-    EPOCHS, STEPS_PER_EPOCH, cli_env, final_metrics, fit_args, network_weights, reference_run, run_cli, run_folder,
+    EPOCHS,
+    STEPS_PER_EPOCH,
+    cli_env,
+    final_metrics,
+    fit_args,
+    network_weights,
+    reference_run,
+    run_cli,
+    run_folder,
     run_folders,
 )
 

@@ -51,12 +51,12 @@ from hm2bp import cli_checks, runs
 from hm2bp.callbacks.interrupt import CheckpointOnInterrupt
 from hm2bp.callbacks.predictions import PredictionWriter
 from hm2bp.checkpoint import AtomicCheckpointIO, CheckpointNotFoundError, load_checkpoint_file
+from hm2bp.checks import number
 from hm2bp.cli_config import RunConfig, expand_composed_configs, redirect_loggers
 from hm2bp.cli_errors import EXIT_USAGE, debug_requested, is_known, one_line
-from hm2bp.checks import number
 from hm2bp.errors import ConfigError, OutputError
-from hm2bp.official import is_official_checkpoint
 from hm2bp.module import SpikingClassifier
+from hm2bp.official import is_official_checkpoint
 
 DEFAULT_LOGGER = {
     "class_path": "pytorch_lightning.loggers.WandbLogger",

@@ -32,9 +32,9 @@ Metrics: one ``torchmetrics.MetricCollection`` per stage (``train_metrics``, ``v
 from __future__ import annotations
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.strategies import DDPStrategy
-import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy

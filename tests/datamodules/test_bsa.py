@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hm2bp.datamodules.speech import bsa_encode, bsa_kernel
 
+from hm2bp.datamodules.speech import bsa_encode, bsa_kernel
 from tests.parity.golden import read_spike_list
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from hm2bp.datamodules import NMNISTDataModule
 from hm2bp.datamodules.cache import CacheEntryError, load_spike_lists
 from hm2bp.datamodules.nmnist import (

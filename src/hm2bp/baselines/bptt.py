@@ -32,9 +32,9 @@ import contextlib
 import torch
 from torch import Tensor, nn
 
-from hm2bp.functional._threads import single_thread
 from hm2bp.checks import check_labels, check_spikes, number
 from hm2bp.errors import ConfigError, InputError
+from hm2bp.functional._threads import single_thread
 from hm2bp.network import parse_spec
 
 
