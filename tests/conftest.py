@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import digits_fit_args, final_metrics, network_weights, run_cli, run_folder
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -44,3 +46,22 @@ def _offline_wandb(monkeypatch, tmp_path):
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def reference_record(tmp_path_factory) -> dict:
+    """One uninterrupted single-process digits run through the CLI, made once per session (the DDP,
+    resume and predict tests share it): its final metrics, network weights, global step and folder."""
+    base = tmp_path_factory.mktemp("reference")
+    run_cli(digits_fit_args(base), cwd=base)
+    run = run_folder(base)
+    last = run / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    return {"metrics": final_metrics(run), "weights": network_weights(last), "step": int(ckpt["global_step"]),
+            "dir": run}
+
+
+@pytest.fixture(scope="session")
+def reference_run(reference_record) -> tuple:
+    """``(final metrics, network weights, global step)`` of :func:`reference_record`."""
+    return reference_record["metrics"], reference_record["weights"], reference_record["step"]

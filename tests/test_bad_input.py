@@ -23,16 +23,7 @@ from hm2bp.cli import cli_main, main
 from hm2bp.datamodules import DigitsDataModule
 from hm2bp.errors import ConfigError, TrainingDivergedError
 from tests.fakes import fake_mnist, fake_nmnist
-
-REPO = Path(__file__).resolve().parents[1]
-DIGITS = REPO / "configs/experiment/digits.yaml"
-MNIST = REPO / "configs/experiment/mnist_mlp.yaml"
-NMNIST = REPO / "configs/experiment/nmnist_mlp.yaml"
-# an active network at T=20 whose counts are reachable (an output neuron fires at most 7 times)
-SMALL = ["--data.init_args.time_steps", "20", "--data.init_args.batch_size", "8",
-         "--model.network.init_args.thresholds", "[5,4]", "--model.network.init_args.target_injection", "6",
-         "--model.loss.init_args.desired", "6", "--model.loss.init_args.undesired", "1",
-         "--model.loss.init_args.margin", "1"]
+from tests.helpers import DIGITS, MNIST, NMNIST, SMALL
 
 
 def fit_args(root: Path, config: Path = DIGITS, *extra: str) -> list[str]:
@@ -288,7 +279,7 @@ def test_batch_not_divisible_by_world_size_in_the_datamodule():
 
     dm.trainer = FakeTrainer()
     with pytest.raises(ConfigError, match=r"data\.init_args\.batch_size=10 is not divisible by the world size 4"):
-        dm.per_device_batch_size
+        _ = dm.per_device_batch_size
 
 
 @pytest.mark.parametrize("kwargs, pattern", [

@@ -94,7 +94,7 @@ def test_gradient_of_surrogate_scan_matches_finite_difference_of_a_smooth_proxy(
         leak_m, leak_s = 0.9, 0.75
         v = 0.0
         ep = 0.0
-        for t in range(1, T):
+        for _ in range(1, T):
             ep = ep * leak_s + 0.05
             v = v * leak_m + ep / 4.0
         dsdv = 1.0 / (100.0 * (1.0 + 5.0 * abs(v - (100.0 - 1e-6)) / 100.0) ** 2)

@@ -9,136 +9,21 @@ world-size factor (it is nearly scale invariant).
 """
 from __future__ import annotations
 
-import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from hm2bp.datamodules.base import ResumableSampler, epoch_permutation
-
-REPO = Path(__file__).resolve().parents[1]
-DIGITS = REPO / "configs" / "experiment" / "digits.yaml"
-GLOBAL_BATCH = 16
-STEPS_PER_EPOCH = 6
-EPOCHS = 2
-# an active network at T=30 (the default thresholds are silent this short)
-SMALL_T_ARGS = [
-    "--data.init_args.time_steps", "30",
-    "--data.init_args.batch_size", str(GLOBAL_BATCH),
-    "--model.network.init_args.thresholds", "[5,4]",
-    "--model.network.init_args.target_injection", "6",
-    "--model.loss.init_args.desired", "6",
-    "--model.loss.init_args.undesired", "1",
-    "--model.loss.init_args.margin", "1",
-    "--model.optimizer", "torch.optim.SGD",
-    "--model.optimizer.init_args.lr", "0.002",
-]
-
-
-def callbacks_yaml(path: Path, extra: str = "", every_n_train_steps: int = 2) -> Path:
-    """A trainer.callbacks list: last.ckpt every ``every_n_train_steps`` optimizer steps (mid-epoch resume
-    points), in the run's own folder.
-
-    A second ``--config`` merges list items of the same class with the first file's (here the
-    digits config's val/acc ModelCheckpoint), so every inherited key is set explicitly.
-    """
-    path.write_text(
-        "trainer:\n  callbacks:\n"
-        "    - class_path: pytorch_lightning.callbacks.ModelCheckpoint\n"
-        f"      init_args: {{monitor: null, every_n_train_steps: {every_n_train_steps}, save_top_k: 0, save_last: true,"
-        " enable_version_counter: false}\n" + extra
-    )
-    return path
-
-
-def fit_args(root: Path, extra_callbacks: str = "", every_n_train_steps: int = 2, epochs: int = EPOCHS) -> list[str]:
-    """A small digits fit whose run folder goes under ``root`` (metrics in ``<run>/csv/version_*``)."""
-    root.mkdir(parents=True, exist_ok=True)
-    return [
-        "fit",
-        "--config", str(DIGITS),
-        "--config", str(callbacks_yaml(root / "callbacks.yaml", extra_callbacks, every_n_train_steps)),
-        "--trainer.accelerator", "cpu",
-        "--trainer.devices", "1",
-        "--trainer.max_epochs", str(epochs),
-        "--trainer.limit_train_batches", str(STEPS_PER_EPOCH),
-        "--trainer.limit_val_batches", "3",
-        "--trainer.logger", "pytorch_lightning.loggers.CSVLogger",
-        "--trainer.logger.init_args.save_dir", str(root),  # replaced by the run folder
-        "--trainer.logger.init_args.name", "csv",
-        "--trainer.log_every_n_steps", "1",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.default_root_dir", str(root),
-        "--test_after_fit", "false",
-        *SMALL_T_ARGS,
-    ]
-
-
-def run_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if (p / "run.json").is_file())
-
-
-def run_folder(root: Path) -> Path:
-    """The one run folder under ``root``."""
-    (run,) = run_folders(root)
-    return run
-
-
-def cli_env(extra_path: Path | None = None) -> dict:
-    env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    env.pop("HM2BP_RUN_DIR", None)
-    if extra_path is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
-    return env
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 240, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "hm2bp.cli", *args], cwd=cwd, env=env or cli_env(),
-        capture_output=True, text=True, timeout=timeout,
-    )
-    assert proc.returncode == 0, f"CLI failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
-    return proc
-
-
-def final_metrics(run: Path) -> dict[str, float]:
-    """Last logged value of every column of the run's (newest) CSVLogger metrics.csv."""
-    files = sorted(run.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
-    assert files, f"no metrics.csv under {run}"
-    last: dict[str, float] = {}
-    with open(files[-1]) as f:
-        for row in csv.DictReader(f):
-            for k, v in row.items():
-                if v not in ("", None):
-                    last[k] = float(v)
-    return last
-
-
-def network_weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    return {k: v for k, v in state.items() if k.startswith("network.")}
-
-
-_REFERENCE: dict[str, tuple] = {}
-
-
-@pytest.fixture(scope="session")
-def reference_run(tmp_path_factory):
-    """One uninterrupted single-process run, computed once per session (the DDP and resume tests share it)."""
-    if "run" not in _REFERENCE:
-        base = tmp_path_factory.mktemp("reference")
-        run_cli(fit_args(base), cwd=base)
-        run = run_folder(base)
-        last = run / "checkpoints" / "last.ckpt"
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
-        _REFERENCE["run"] = (final_metrics(run), network_weights(last), int(ckpt["global_step"]))
-        _REFERENCE["dir"] = run
-    return _REFERENCE["run"]
+from tests.helpers import (
+    EPOCHS,
+    STEPS_PER_EPOCH,
+    digits_fit_args,
+    final_metrics,
+    network_weights,
+    run_cli,
+    run_folder,
+)
 
 
 # ----------------------------------------------------------------------------- sampler (fast)
@@ -188,7 +73,7 @@ def test_order_is_a_function_of_seed_and_epoch():
 def test_two_process_ddp_equals_one_process(tmp_path, reference_run):
     ref_metrics, ref_weights, ref_step = reference_run
     root = tmp_path / "ddp"
-    args = fit_args(root) + ["--trainer.strategy", "ddp", "--trainer.devices", "2"]
+    args = digits_fit_args(root) + ["--trainer.strategy", "ddp", "--trainer.devices", "2"]
     run_cli(args, cwd=tmp_path, timeout=300)
     run = run_folder(root)  # both processes wrote into the one folder the launching process made
     metrics = final_metrics(run)
@@ -210,24 +95,24 @@ def _initial_weights(tmp_path: Path) -> dict[str, torch.Tensor]:
     """Weights after seeding and instantiation (no training), through the same CLI parse."""
     from hm2bp.cli import cli_main
 
-    cli = cli_main(fit_args(tmp_path / "init")[1:], run=False)
+    cli = cli_main(digits_fit_args(tmp_path / "init")[1:], run=False)
     return {f"network.{k}": v.detach().clone() for k, v in cli.model.network.state_dict().items()}
 
 
-def test_two_process_predict_writes_the_single_process_file(tmp_path, reference_run):
+def test_two_process_predict_writes_the_single_process_file(tmp_path, reference_record):
     """hm2bp predict under DDP: each rank predicts its share, rank 0 merges one predictions.csv,
     the same file as one process writes."""
-    ckpt = _REFERENCE["dir"] / "checkpoints" / "last.ckpt"
+    ckpt = reference_record["dir"] / "checkpoints" / "last.ckpt"
     files = []
     for name, extra in (("one", []), ("two", ["--trainer.strategy", "ddp", "--trainer.devices", "2"])):
         root = tmp_path / name
-        args = ["predict", *fit_args(root)[1:], "--ckpt_path", str(ckpt), *extra]
+        args = ["predict", *digits_fit_args(root)[1:], "--ckpt_path", str(ckpt), *extra]
         k = args.index("--test_after_fit")
         del args[k:k + 2]  # a fit-only option
         proc = run_cli(args, cwd=tmp_path, timeout=300)
         (line,) = [x for x in proc.stdout.splitlines() if x.startswith("predictions written to ")]
         path = Path(line.removeprefix("predictions written to "))
-        assert path.parent.parent == _REFERENCE["dir"] and path.parent.name.startswith("predict-")  # the run's own
+        assert path.parent.parent == reference_record["dir"] and path.parent.name.startswith("predict-")  # the run's own
         assert not list(path.parent.glob("*.rank*"))
         files.append(path.read_text())
     assert files[0] == files[1]

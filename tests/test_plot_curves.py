@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def _script():

@@ -17,14 +17,14 @@ import torch
 from hm2bp.checkpoint import TMP_MARK, atomic_torch_save
 from hm2bp.cli import cli_main
 from hm2bp.datamodules import DigitsDataModule
-from tests.test_ddp import (  # noqa: F401
+from tests.helpers import (
+    # noqa: F401
     EPOCHS,
     STEPS_PER_EPOCH,
     cli_env,
+    digits_fit_args,
     final_metrics,
-    fit_args,
     network_weights,
-    reference_run,
     run_cli,
     run_folder,
     run_folders,
@@ -55,7 +55,7 @@ def _start_and_stop(tmp_path: Path, root: Path, sig: int, every_n_train_steps: i
     (tmp_path / "progress_cb.py").write_text(PROGRESS)
     progress = tmp_path / "progress.txt"
     env = dict(cli_env(tmp_path), HM2BP_TEST_PROGRESS=str(progress))
-    args = fit_args(root, extra_callbacks="    - class_path: progress_cb.Progress\n",
+    args = digits_fit_args(root, extra_callbacks="    - class_path: progress_cb.Progress\n",
                     every_n_train_steps=every_n_train_steps)
     proc = subprocess.Popen([sys.executable, "-m", "hm2bp.cli", *args], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -84,7 +84,7 @@ def _start_and_stop(tmp_path: Path, root: Path, sig: int, every_n_train_steps: i
 
 def _resume_and_compare(tmp_path: Path, root: Path, run: Path, reference) -> str:
     ref_metrics, ref_weights, ref_step = reference
-    resumed = run_cli(fit_args(root) + ["--ckpt_path", "last"], cwd=tmp_path)
+    resumed = run_cli(digits_fit_args(root) + ["--ckpt_path", "last"], cwd=tmp_path)
     assert run_folders(root) == [run]  # resumed in its own folder, no second run
     last = run / "checkpoints" / "last.ckpt"
     metrics, weights = final_metrics(run), network_weights(last)
@@ -129,10 +129,10 @@ def test_extending_a_finished_run_equals_the_longer_run(budget, tmp_path, refere
     ref_metrics, ref_weights, ref_step = reference_run
     monkeypatch.setenv("WANDB_MODE", "disabled")
     root = tmp_path / "exp"
-    short = fit_args(root, epochs=1) if budget == "max_epochs" else fit_args(root) + ["--trainer.max_steps", "4"]
+    short = digits_fit_args(root, epochs=1) if budget == "max_epochs" else digits_fit_args(root) + ["--trainer.max_steps", "4"]
     first = cli_main(short)
     assert first.trainer.global_step == (STEPS_PER_EPOCH if budget == "max_epochs" else 4)
-    longer = cli_main(fit_args(root, epochs=EPOCHS) + ["--ckpt_path", "last"])
+    longer = cli_main(digits_fit_args(root, epochs=EPOCHS) + ["--ckpt_path", "last"])
     run = run_folder(root)
     assert longer.trainer.global_step == ref_step
     metrics = final_metrics(run)

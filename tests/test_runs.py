@@ -19,8 +19,7 @@ import torch
 from hm2bp import runs
 from hm2bp.cli import cli_main
 from hm2bp.errors import OutputError
-from tests.test_bad_input import DIGITS, SMALL
-from tests.test_ddp import cli_env, fit_args, run_folders
+from tests.helpers import DIGITS, SMALL, cli_env, digits_fit_args, run_folders
 
 TINY = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_epochs", "1",
         "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",
@@ -38,7 +37,7 @@ def test_concurrent_fits_in_one_folder_keep_their_own_files(tmp_path):
     root = tmp_path / "exp"
     procs = []
     for k, lr in enumerate(("0.002", "0.004")):
-        args = fit_args(root, epochs=1) + ["--model.optimizer.init_args.lr", lr]
+        args = digits_fit_args(root, epochs=1) + ["--model.optimizer.init_args.lr", lr]
         (root / "callbacks.yaml").rename(root / f"callbacks{k}.yaml")
         args[args.index(str(root / "callbacks.yaml"))] = str(root / f"callbacks{k}.yaml")
         procs.append(subprocess.Popen([sys.executable, "-m", "hm2bp.cli", *args], cwd=tmp_path, env=cli_env(),

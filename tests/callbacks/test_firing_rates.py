@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from hm2bp.callbacks import FiringRateMonitor, SilentNetworkWarning
-from tests.callbacks.conftest import (
+from tests.helpers import (
     RecordingLogger,
     digits_data,
     digits_model,

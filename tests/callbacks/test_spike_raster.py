@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from hm2bp.callbacks import SpikeRasterLogger
-from tests.callbacks.conftest import T_DIGITS, RecordingLogger, digits_data, digits_model, tiny_trainer
+from tests.helpers import T_DIGITS, RecordingLogger, digits_data, digits_model, tiny_trainer
 
 
 class ImageLogger(RecordingLogger):

@@ -8,34 +8,10 @@ import torch
 
 from hm2bp.cli import cli_main
 from hm2bp.schedules import OfficialMLP
-from tests.helpers import count_args
+from tests.helpers import EXTRA, tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "configs" / "experiment").glob("*.yaml"))
-# the shared test data holds subsets (N-MNIST: 1,000 training files): smaller validation splits
-EXTRA = {"nmnist_mlp": ["--data.init_args.val_size", "100"]}
-
-
-def tiny_fit_args(config: Path, tmp_path: Path) -> list[str]:
-    return [
-        "fit",
-        "--config", str(config),
-        "--trainer.accelerator", "cpu",
-        "--trainer.devices", "1",
-        "--trainer.max_epochs", "1",
-        "--trainer.limit_train_batches", "2",
-        # "1" would parse as the float 1.0 (= 100% of the batches): use 2
-        "--trainer.limit_val_batches", "2",
-        "--trainer.limit_test_batches", "2",
-        "--trainer.logger", "false",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.default_root_dir", str(tmp_path),
-        "--data.init_args.time_steps", "30",
-        "--data.init_args.batch_size", "4",
-        *count_args(30, injection="bptt" not in config.stem),
-    ]
-
-
 def test_there_are_experiments():
     names = {p.stem for p in EXPERIMENTS}
     assert {"digits", "mnist_mlp", "mnist_cnn", "emnist_mlp", "nmnist_mlp", "ti46_mlp", "fsdd_mlp"} <= names

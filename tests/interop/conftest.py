@@ -5,15 +5,11 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from hm2bp import SpikeCountLoss, SpikingClassifier, SpikingNetwork
+from hm2bp import SpikeCountLoss, SpikingClassifier
 from hm2bp.datamodules import DigitsDataModule
+from tests.helpers import digits_network
 
 T = 100
-
-
-def digits_network(refractory: int = 0, lateral: float = 0.0) -> SpikingNetwork:
-    return SpikingNetwork("64-100-10", [10, 8], refractory=refractory, output_lateral_inhibition=lateral,
-                          target_injection=8.75)
 
 
 @pytest.fixture(scope="module")
