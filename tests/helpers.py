@@ -63,6 +63,41 @@ def tiny_fit_args(config: Path, tmp_path: Path) -> list[str]:
     ]
 
 
+# At T = 30 the experiments' thresholds (made for T = 400) leave every layer silent; a tenth of
+# them makes every layer of every experiment spike in the smoke fits (a quarter leaves the CNN output silent).
+SMOKE_THRESHOLD_SCALE = 0.1
+
+
+def smoke_fit_args(config: Path, tmp_path: Path, thresholds: list[float]) -> list[str]:
+    """:func:`tiny_fit_args` with ``thresholds`` (the config's) scaled by :data:`SMOKE_THRESHOLD_SCALE`
+    and a :class:`FitRecorder` in the callbacks."""
+    scaled = [round(float(t) * SMOKE_THRESHOLD_SCALE, 4) for t in thresholds]
+    return [*tiny_fit_args(config, tmp_path), *EXTRA.get(config.stem, []),
+            "--model.network.init_args.thresholds", str(scaled),
+            "--trainer.callbacks+=tests.helpers.FitRecorder"]
+
+
+class FitRecorder(Callback):
+    """Network weights at the start and end of ``fit`` and every layer's spike total over the
+    training batches: did the smoke fit train anything?"""
+
+    def __init__(self) -> None:
+        self.before: dict[str, torch.Tensor] = {}
+        self.after: dict[str, torch.Tensor] = {}
+        self.spikes: dict[str, float] = {}
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.before = {k: v.detach().clone() for k, v in pl_module.network.named_parameters()}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for name, counts in outputs["counts"].items():
+            self.spikes[name] = self.spikes.get(name, 0.0) + float(counts.sum())
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.after = {k: v.detach().clone() for k, v in pl_module.network.named_parameters()}
+
+
+
 # ----------------------------------------------------------------------------- digits runs through the CLI (DDP, resume, run folders)
 GLOBAL_BATCH = 16
 STEPS_PER_EPOCH = 6

@@ -8,10 +8,12 @@ import torch
 
 from hm2bp.cli import cli_main
 from hm2bp.schedules import OfficialMLP
-from tests.helpers import EXTRA, tiny_fit_args
+from tests.helpers import FitRecorder, smoke_fit_args, tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "configs" / "experiment").glob("*.yaml"))
+
+
 def test_there_are_experiments():
     names = {p.stem for p in EXPERIMENTS}
     assert {"digits", "mnist_mlp", "mnist_cnn", "emnist_mlp", "nmnist_mlp", "ti46_mlp", "fsdd_mlp"} <= names
@@ -19,14 +21,23 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=lambda p: p.stem)
 def test_experiment_fits_with_tiny_limits(config, tmp_path, shared_data, monkeypatch):
+    """Two training batches at T = 30, thresholds scaled to that T: every layer spikes, every weight
+    tensor moves, validation and test run."""
     monkeypatch.setenv("HM2BP_DATA_DIR", str(shared_data))
     monkeypatch.chdir(tmp_path)  # any relative run/cache folder lands in tmp
     monkeypatch.setenv("HM2BP_CACHE_DIR", str(tmp_path / "cache"))
-    cli = cli_main(tiny_fit_args(config, tmp_path) + EXTRA.get(config.stem, []))
+    parsed = cli_main(tiny_fit_args(config, tmp_path)[1:], run=False)
+    thresholds = list(parsed.config.model.network.init_args.thresholds)
+    cli = cli_main(smoke_fit_args(config, tmp_path, thresholds))
     assert cli.trainer.state.finished
     assert cli.trainer.global_step >= 1
     assert {"val/acc", "test/acc"} & set(cli.trainer.callback_metrics)
     assert cli.model.time_steps == 30  # linked from the datamodule
+    (rec,) = [c for c in cli.trainer.callbacks if isinstance(c, FitRecorder)]
+    silent = [name for name, total in rec.spikes.items() if total == 0]
+    assert rec.spikes and not silent, f"silent layers in the smoke fit: {silent} ({rec.spikes})"
+    frozen = [k for k, w in rec.before.items() if torch.equal(w, rec.after[k])]
+    assert rec.before and not frozen, f"weights that did not move: {frozen}"
 
 
 def test_links_reach_the_model(tmp_path):
