@@ -48,7 +48,7 @@ def reference(pre, post, w, grad, rule, target, convention):
                     r1 = el[b, l, i] / o_raw[b, i] if both else 1.0
                     r2 = el[b, i, l] / o_raw[b, l] if both else 1.0
                     s += d_i * d_l * r1 * r2
-                gamma[b, i] = 1 / (1 - rule.lateral_strength**2 * s)
+                gamma[b, i] = 1 / (1 - rule.lateral_inhibition**2 * s)
     if rule.target_injection:
         post = inject_target(post, o_raw, target, rule.target_injection, 2)
     e = spsp(pre, post, convention=convention)
@@ -77,8 +77,8 @@ def test_reduced_backward_equals_pairwise_rule(convention, official_extras):
         pre, post, w, grad, target = _random(seed)
         rule = HM2BPRule(
             threshold=3.0,
-            kernel=PSPKernel.make(convention),
-            lateral_strength=1.0 if official_extras else 0.0,
+            psp_kernel=PSPKernel.make(convention),
+            lateral_inhibition=1.0 if official_extras else 0.0,
             lateral_factor=official_extras,
             target_injection=35.0 if official_extras else None,
             reg_lambda=10.0 if official_extras else 0.0,
@@ -92,7 +92,7 @@ def test_reduced_backward_equals_pairwise_rule(convention, official_extras):
 
 def test_effect_ratio_off_is_plain_transpose():
     pre, post, w, grad, _ = _random(7)
-    rule = HM2BPRule(threshold=2.0, kernel=PSPKernel.make("exact"), effect_ratio=False)
+    rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("exact"), effect_ratio=False)
     _, gin, _ = hm2bp_backward(pre, post, w, grad, rule)
     torch.testing.assert_close(gin, (grad / 2.0) @ w)
 
@@ -100,7 +100,7 @@ def test_effect_ratio_off_is_plain_transpose():
 def test_bias_is_a_synapse_from_an_always_on_input():
     pre, post, w, grad, _ = _random(11)
     bias = torch.randn(w.shape[0], dtype=torch.float64)
-    rule = HM2BPRule(threshold=2.0, kernel=PSPKernel.make("exact"))
+    rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("exact"))
     gw, gin, gb = hm2bp_backward(pre, post, w, grad, rule, bias=bias)
     T, B = pre.shape[:2]
     ones = torch.ones(T, B, 1, dtype=torch.float64)
@@ -116,7 +116,7 @@ def test_regulariser_is_gradient_of_h17():
     s = ((w / L) ** 2).mean(1)
     energy = (lam * L * w.shape[1] / 2 * torch.exp(beta * (s - 1))).sum()
     (auto,) = torch.autograd.grad(energy, w)
-    rule = HM2BPRule(threshold=1.0, kernel=PSPKernel.make("exact"), reg_lambda=lam, reg_beta=beta, reg_limit=L)
+    rule = HM2BPRule(threshold=1.0, psp_kernel=PSPKernel.make("exact"), reg_lambda=lam, reg_beta=beta, reg_limit=L)
     torch.testing.assert_close(regulariser_grad(w.detach(), rule), auto)
 
 
@@ -129,10 +129,10 @@ def test_lateral_factor_is_capped_where_the_series_diverges():
     for i in range(3):
         post[5 + i :: 4, 0, i] = 1  # dense, interleaved trains: large mutual S-PSPs
     counts = post.sum(0)
-    strong = HM2BPRule(threshold=0.5, kernel=PSPKernel.make("official"), lateral_strength=3.0, lateral_factor=True)
+    strong = HM2BPRule(threshold=0.5, psp_kernel=PSPKernel.make("official"), lateral_inhibition=3.0, lateral_factor=True)
     gamma = lateral_factor(post, counts, torch.tensor([0]), strong)
     assert torch.isfinite(gamma).all() and (gamma > 0).all() and gamma.max() <= 10.0 + 1e-12
-    weak = HM2BPRule(threshold=50.0, kernel=PSPKernel.make("official"), lateral_strength=1.0, lateral_factor=True)
+    weak = HM2BPRule(threshold=50.0, psp_kernel=PSPKernel.make("official"), lateral_inhibition=1.0, lateral_factor=True)
     g2 = lateral_factor(post, counts, torch.tensor([0]), weak)
     assert (g2 > 1.0).all() and (g2 < 1.01).all()  # the usual regime: a small correction above 1
 
@@ -146,8 +146,8 @@ def test_backward_does_not_depend_on_the_sample_block_or_the_event_path(monkeypa
     for seed, convention in ((1, "exact"), (2, "official")):
         pre, post, w, grad, target = _random(seed)
         bias = torch.randn(w.shape[0], dtype=torch.float64)
-        rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make(convention), target_injection=5.0,
-                         lateral_strength=0.5, lateral_factor=True, reg_lambda=1.0, reg_beta=0.1)
+        rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), target_injection=5.0,
+                         lateral_inhibition=0.5, lateral_factor=True, reg_lambda=1.0, reg_beta=0.1)
         B = pre.shape[1]
         ref = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=B)
         others = [hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=g) for g in (1, 2)]

@@ -133,7 +133,7 @@ def conv_hm2bp_backward(
     active_out = o_out > 0
     silent_out = (~active_out).to(dtype)
     delta = grad_counts.to(dtype) / rule.threshold  # [B, C_out, H', W']
-    pairs = _factor_pairs(pre, post, rule.kernel, dtype)  # [(X [T,B,C_out,H',W'], A [T,B,C_in,H,W]), ...]
+    pairs = _factor_pairs(pre, post, rule.psp_kernel, dtype)  # [(X [T,B,C_out,H',W'], A [T,B,C_in,H,W]), ...]
     bias_a = _bias_traces(T, dtype, weight.device) if bias is not None else None
 
     e_bias = None  # e_{o|bias} [B, C_out, H', W']

@@ -133,7 +133,7 @@ def input_trace_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, r
     from hm2bp.functional.conv_grad import _group
 
     dtype, device = weight.dtype, weight.device
-    kernel = rule.kernel
+    kernel = rule.psp_kernel
     T, B = pre.shape[:2]
     ho, wo, c_out, c_in, k, p = geom.h_out, geom.w_out, geom.c_out, geom.c_in, geom.k, geom.padding
     hp, wp = geom.h + 2 * p, geom.w + 2 * p

@@ -1,20 +1,20 @@
-r"""HM2-BP macro/micro backward for one spiking layer (spec §3.2-3.5, §7.2).
+r"""HM2-BP macro/micro backward for one spiking layer (``docs/algorithm.md``, "Weight update").
 
 Given the layer's input and output spike trains and :math:`g_i = \partial E/\partial o_i` per
-sample, with :math:`\delta_i = g_i/\nu` (H9/H10), the official rule (spec §3.4) is
+sample, with :math:`\delta_i = g_i/\nu`, the rule is
 
 .. math::
 
     \frac{\partial E}{\partial w_{ij}} &= \sum_b \delta_{bi}\, e_{b,i|j}\,(1+\sigma_{bi})\,\gamma_{bi}
-        &&\text{(H13)}\\
+        &&\text{(weight gradient)}\\
     \sigma_i &= \frac{1}{\nu}\sum_l w_{il}\, r_{il},\quad r_{il} = e_{i|l}/o_i\ (o_i>0),\ 0.5\ (o_i=0)
-        &&\text{(side effect, H11/H12b)}\\
+        &&\text{(side effect)}\\
     g^{prev}_j &= \sum_i \delta_i\, w_{ij}\, \rho_{ij},\quad \rho_{ij} = e_{i|j}/o_j\ (o_i,o_j>0),\ 1\ \text{otherwise}
-        &&\text{(H10/H12a)}\\
+        &&\text{(effect ratio, error to the inputs)}\\
     \gamma_i &= \Big(1 - w_0^2 \sum_{l\ne i} d_i d_l\, \tfrac{e_{l|i}}{o_i}\tfrac{e_{i|l}}{o_l}\Big)^{-1}
-        &&\text{(lateral factor, H14)}
+        &&\text{(lateral factor, "Lateral inhibition")}
 
-with the silent-post constant :math:`e_{i|j} = 0.1` when :math:`o_i = 0 < o_j` (§2.3 item 4).
+with the silent-post constant :math:`e_{i|j} = 0.1` when :math:`o_i = 0 < o_j` ("Spike-train-level PSP").
 The S-PSP matrices come from the post-side adjoint trace :math:`Q` and the 0/1 input spikes,
 :math:`E_b = Q_b^\top S_b` (``spsp.adjoint_trace``), gathered event by event over the input
 spikes (``spsp.spsp_from_trace``: ``nnz(S) N_out`` additions). They are formed for a block of
@@ -23,14 +23,12 @@ batch, and every factor of the rule is then a reduction of the block.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hm2bp.functional._threads import single_thread
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8
+from hm2bp.functional.params import HM2BPRule
 from hm2bp.functional.psp import PSPKernel
 from hm2bp.functional.spsp import InputEvents, adjoint_trace, materialise, reset_events, spsp_from_trace
 
@@ -42,25 +40,6 @@ TRACE_MAX_SPIKES_PER_INPUT = 8.0
 CHUNK = 64  # inputs per chunk of the element-wise reductions over an S-PSP block (kept in cache)
 
 
-@dataclass(frozen=True)
-class HM2BPRule:
-    """Options of the HM2-BP learning rule for one layer, each tied to its spec section."""
-
-    threshold: float  # nu: delta = g / nu (H9/H10)
-    kernel: PSPKernel  # S-PSP convention (§2.3 official / §2.4 exact)
-    effect_ratio: bool = True  # §3.4 step 8 / H12a: error through W∘rho (False: through W)
-    side_effect: bool = True  # §3.4 step 9 / H11: factor (1 + sigma)
-    silent_spsp: float = 0.1  # §2.3 item 4: e_ij for a silent post with an active pre
-    silent_side_ratio: float = 0.5  # §3.4 step 9: r_il for a silent post
-    lateral_strength: float = 0.0  # w0 of the output inhibition -w0 (1 - I) (§3.5)
-    lateral_factor: bool = False  # §3.5 / H14: gamma (needs lateral_strength > 0)
-    target_injection: float | None = None  # §3.4 step 4: desired count of a silent target's train
-    max_lateral_factor: float = 10.0  # cap of gamma where the H14 series diverges (ours, not official)
-    reg_lambda: float = 0.0  # H17 regulariser lambda (official MNIST: 10)
-    reg_beta: float = 0.0  # H17 beta (official MNIST 0.04, N-MNIST 0.01, CNN test 0.4)
-    reg_limit: float = 8.0  # H17 weight limit L
-
-
 # ----------------------------------------------------------------------------- reduced products
 def spike_counts(spikes: Tensor, dtype: torch.dtype, chunk: int = 32) -> Tensor:
     """``spikes.sum(0)`` in ``dtype`` for 0/1 trains ``[T, ...]``, accumulated over chunks of steps.
@@ -70,9 +49,8 @@ def spike_counts(spikes: Tensor, dtype: torch.dtype, chunk: int = 32) -> Tensor:
     B = 64, N = 784 that is 160 MB and ~0.1 s); per chunk the temporary is ``chunk`` steps only.
     """
     out = torch.zeros(spikes.shape[1:], dtype=dtype, device=spikes.device)
-    with single_thread(spikes.device):  # memory-bound small reductions: threads only add sync cost
-        for part in as_uint8(spikes).split(chunk):
-            out += part.sum(0, dtype=dtype)
+    for part in as_uint8(spikes).split(chunk):
+        out += part.sum(0, dtype=dtype)
     return out
 
 
@@ -80,7 +58,8 @@ def spike_counts(spikes: Tensor, dtype: torch.dtype, chunk: int = 32) -> Tensor:
 def inject_target(post: Tensor, counts: Tensor, target: Tensor, desired: float, refractory: int) -> Tensor:
     """Replace a silent target's train by regular spikes at ``m * floor(T / desired)``, m >= 1.
 
-    ``post`` ``[T, B, N]``, ``counts`` ``[B, N]``, ``target`` ``[B]`` (spec §3.4 step 4; for
+    ``post`` ``[T, B, N]``, ``counts`` ``[B, N]``, ``target`` ``[B]`` (``docs/algorithm.md``, "Weight
+    update", target injection; for
     T = 400 and desired 35: 36 spikes at 11, 22, ..., 396). The spacing is at least
     ``refractory + 1`` so the train stays a valid LIF output.
     """
@@ -99,12 +78,12 @@ def inject_target(post: Tensor, counts: Tensor, target: Tensor, desired: float, 
 
 
 def lateral_factor(post: Tensor, counts: Tensor, target: Tensor | None, rule: HM2BPRule) -> Tensor:
-    """Lateral factor ``gamma`` ``[B, N]`` of an inhibited output layer (H14, §3.5).
+    """Lateral factor ``gamma`` ``[B, N]`` of an inhibited output layer (``docs/algorithm.md``, "Lateral inhibition").
 
     ``e`` between output trains is materialised (``[B, N, N]``, small: N = classes).
     ``d_k = 1/nu`` if ``o_k > 0`` or ``k`` is the target, else 0; ratios are 1 if a count is 0.
     """
-    e = materialise([(adjoint_trace(post, rule.kernel, counts.dtype), post.to(counts.dtype))])  # e[b, l, i]: post l, pre i
+    e = materialise([(adjoint_trace(post, rule.psp_kernel, counts.dtype), post.to(counts.dtype))])  # e[b, l, i]: post l, pre i
     o = counts
     both = (o[:, :, None] > 0) & (o[:, None, :] > 0)  # [B, l, i]
     ratio = torch.where(both, e / o[:, None, :].clamp(min=1), torch.ones_like(e))  # e_{l|i} / o_i
@@ -117,15 +96,15 @@ def lateral_factor(post: Tensor, counts: Tensor, target: Tensor | None, rule: HM
     eye = torch.eye(o.shape[1], dtype=torch.bool, device=o.device)
     pair = pair.masked_fill(eye, 0.0)
     s = d * (pair * d[:, :, None]).sum(1)  # sum over l != i of d_l d_i pair[l, i]
-    # The geometric series behind H14 converges only for w0^2 s < 1; past that the official formula
+    # The geometric series behind gamma converges only for w0^2 s < 1; past that the official formula
     # gives an infinite or negative factor (a sign flip of the whole gradient row). Cap gamma at
     # rule.max_lateral_factor instead (a deviation that never triggers in the golden cases).
-    denom = (1.0 - rule.lateral_strength**2 * s).clamp(min=1.0 / rule.max_lateral_factor)
+    denom = (1.0 - rule.lateral_inhibition**2 * s).clamp(min=1.0 / rule.max_lateral_factor)
     return 1.0 / denom
 
 
 def regulariser_grad(weight: Tensor, rule: HM2BPRule) -> Tensor:
-    r"""Gradient of the weight-norm regulariser (H17), per post neuron :math:`i`:
+    r"""Gradient of the weight-norm regulariser ("Weight update"), per post neuron :math:`i`:
 
     :math:`\lambda\beta\,(w_{ij}/L)\,\exp(\beta(S_i - 1))`, :math:`S_i = \mathrm{mean}_j (w_{ij}/L)^2`.
     """
@@ -155,7 +134,7 @@ def hm2bp_backward(
     group: int | None = None,
     memory_budget: int = 64 * 2**20,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """HM2-BP gradients of one fully connected spiking layer, per spec §3.4.
+    """HM2-BP gradients of one fully connected spiking layer (``docs/algorithm.md``, "Weight update").
 
     Args:
         pre: ``[T, B, N_in]`` input spikes (0/1, any dtype).
@@ -187,7 +166,7 @@ def hm2bp_backward(
 
     Returns:
         ``(grad_weight [N_out, N_in], grad_input_counts [B, N_in] or None, grad_bias or None)``.
-        Weight gradients are summed over the batch; the regulariser (H17) is added once per
+        Weight gradients are summed over the batch; the regulariser is added once per
         sample (``B`` times), as the official per-sample updates do.
     """
     dtype = weight.dtype
@@ -196,10 +175,10 @@ def hm2bp_backward(
     counts_raw = o_out.to(dtype) if o_out is not None else spike_counts(post, dtype)  # [B, N_out]
     o_in = o_in.to(dtype) if o_in is not None else spike_counts(pre, dtype)  # [B, N_in]
     gamma = None
-    if rule.lateral_factor and rule.lateral_strength != 0.0:
+    if rule.lateral_factor and rule.lateral_inhibition != 0.0:
         gamma = lateral_factor(post.to(dtype), counts_raw, target, rule)
     if rule.target_injection is not None and target is not None:
-        injected = inject_target(post, counts_raw, target, rule.target_injection, rule.kernel.refractory)
+        injected = inject_target(post, counts_raw, target, rule.target_injection, rule.psp_kernel.refractory)
     else:
         injected = post
     # inject_target returns its input when no target was silent: the counts are unchanged then
@@ -241,9 +220,9 @@ def hm2bp_backward(
         if not by_trace:  # e_b, and w_ij e_{i|j} when the error to the inputs needs it
             per_sample += (2 if need_input_grad and rule.effect_ratio else 1) * weight.numel()
         group = max(1, min(B, memory_budget // (per_sample * item)))
-    events = reset_events(post, rule.kernel, dtype, index=post_index)  # once for the batch, sliced per block
+    events = reset_events(post, rule.psp_kernel, dtype, index=post_index)  # once for the batch, sliced per block
     # buffers reused by every block (fresh multi-MB tensors per block cost page faults)
-    workspace = torch.empty(2 * (T + rule.kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
+    workspace = torch.empty(2 * (T + rule.psp_kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
     n_ff = n_in * n_out
     w_buf = None  # w_ij e_{i|j} of a block, when the error to the inputs needs it whole
     if not by_trace and need_input_grad and rule.effect_ratio:
@@ -253,7 +232,7 @@ def hm2bp_backward(
         rows = slice(b0, min(b0 + group, B))
         g = rows.stop - rows.start
         block_events = events.neurons(b0 * n_out, rows.stop * n_out)
-        q = adjoint_trace(post[:, rows], rule.kernel, dtype, events=block_events, workspace=workspace)  # [T, g, N_out]
+        q = adjoint_trace(post[:, rows], rule.psp_kernel, dtype, events=block_events, workspace=workspace)  # [T, g, N_out]
         block_pre = pre_events.samples(rows.start, rows.stop) if sparse_pre else pre[:, rows]
         e_bias = q.sum(0) if bias is not None else None  # the always-on input (fires at every step)
         coef = delta[rows]
@@ -261,7 +240,7 @@ def hm2bp_backward(
             coef = coef * gamma[rows]
         if by_trace:
             if rule.side_effect:
-                a_ff = _trace_dot_current(q, block_pre, weight_t)  # sum_s Q[s] (W s[s]): T-PSP (H6)
+                a_ff = _trace_dot_current(q, block_pre, weight_t)  # sum_s Q[s] (W s[s]): T-PSP of the synapses
                 if bias is not None:
                     a_ff = a_ff + bias * e_bias
                 coef = coef * (1.0 + _sigma(a_ff, o_out[rows], silent_sigma, rule))
@@ -272,7 +251,7 @@ def hm2bp_backward(
             if need_input_grad and rule.effect_ratio:
                 weighted = torch.mul(e_t, weight_t, out=w_buf[: g * n_ff].view(e_t.shape))  # [g, N_in, N_out]
             if rule.side_effect:
-                # [g, N_out]: T-PSP of the feed-forward synapses (H6)
+                # [g, N_out]: T-PSP of the feed-forward synapses
                 a_ff = weighted.sum(1) if weighted is not None else _weighted_rows(e_t, weight_t, chunk_buf)
                 if bias is not None:
                     a_ff = a_ff + bias * e_bias
@@ -299,7 +278,7 @@ def hm2bp_backward(
 
 
 def _sigma(a_ff: Tensor, o: Tensor, silent_sigma: Tensor, rule: HM2BPRule) -> Tensor:
-    """Side effect ``sigma = a_ff / (nu o)``, the silent constant where ``o = 0`` (§3.4 step 9)."""
+    """Side effect ``sigma = a_ff / (nu o)``, the silent constant where ``o = 0`` ("Weight update")."""
     return torch.where(o > 0, a_ff / (rule.threshold * o.clamp(min=1)), silent_sigma)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hm2bp.functional._threads import single_thread
+from hm2bp.functional.params import LIFParams
 
 CONVENTIONS = ("exact", "official", "paper")
 
@@ -45,7 +45,8 @@ class PSPKernel:
     refractory: int  # T_ref: r_f = t_{f-1} + T_ref
 
     @classmethod
-    def make(cls, convention: str, tau_m: float = 64.0, tau_s: float = 8.0, refractory: int = 2) -> "PSPKernel":
+    def make(cls, convention: str, tau_m: float = LIFParams.tau_m, tau_s: float = LIFParams.tau_s,
+             refractory: int = LIFParams.refractory) -> "PSPKernel":
         if convention not in CONVENTIONS:
             raise ValueError(f"spsp convention must be one of {CONVENTIONS}, got {convention!r}")
         if not tau_m > tau_s > 0:
@@ -77,10 +78,9 @@ def exp_trace(spikes: Tensor, decay: float, shift: int = 0, dtype: torch.dtype |
     if shift >= T:
         return out
     src = spikes[: T - shift].to(dtype)  # spike at t lands at t + shift
-    with single_thread(spikes.device):
-        out[shift] = src[0]
-        for t in range(shift + 1, T):
-            torch.add(src[t - shift], out[t - 1], alpha=decay, out=out[t])
+    out[shift] = src[0]
+    for t in range(shift + 1, T):
+        torch.add(src[t - shift], out[t - 1], alpha=decay, out=out[t])
     return out
 
 

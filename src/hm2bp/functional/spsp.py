@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hm2bp.functional._threads import single_thread
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8, index_dtype
+from hm2bp.functional.params import LIFParams
 from hm2bp.functional.psp import PSPKernel, psp_traces
 
 
@@ -169,9 +169,9 @@ def spsp(
     pre: Tensor,
     post: Tensor,
     *,
-    tau_m: float = 64.0,
-    tau_s: float = 8.0,
-    refractory: int = 2,
+    tau_m: float = LIFParams.tau_m,
+    tau_s: float = LIFParams.tau_s,
+    refractory: int = LIFParams.refractory,
     convention: str = "exact",
     dtype: torch.dtype = torch.float64,
 ) -> Tensor:
@@ -241,9 +241,8 @@ def adjoint_trace(
     both = workspace[: 2 * rows * n].view(2, rows, n)
     decay = torch.tensor([kernel.decay_m, kernel.decay_s], dtype=dtype, device=device).view(2, 1)
     steps = both.unbind(1)  # per-step views made once (Python indexing per step costs µs)
-    with single_thread(device):
-        for t in range(T - 2, -1, -1):
-            torch.addcmul(steps[t], steps[t + 1], decay, out=steps[t])
+    for t in range(T - 2, -1, -1):
+        torch.addcmul(steps[t], steps[t + 1], decay, out=steps[t])
     q = ga.sub_(gb)[shift:]
     del gb
     q.mul_(kernel.scale)

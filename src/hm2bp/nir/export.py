@@ -101,7 +101,7 @@ def export_nir(network: nn.Module, *, dt: float = DT, input_encoding: dict | Non
         "hm2bp_version": hm2bp.__version__,
         "dt": float(dt),
         "delay_steps": 1,
-        "spsp": str(config.get("spsp", "exact")),
+        "spsp": str(config.get("psp", config.get("spsp", "exact"))),
         "network": json.dumps(config),
         "input_encoding": json.dumps(input_encoding or {}),
     }
