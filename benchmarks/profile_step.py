@@ -16,7 +16,7 @@ import time
 import torch
 
 from hm2bp import SpikingNetwork
-from hm2bp.functional import hm2bp_backward
+from hm2bp.functional import LinearForward, hm2bp_backward
 from hm2bp.functional.current import synaptic_current
 from hm2bp.functional.forward import linear_forward
 from hm2bp.functional.spsp import InputEvents, reset_events
@@ -72,11 +72,13 @@ def main() -> None:
         g_out = torch.randn(B, 10)
         x_counts = x.sum(0).float()
         rows["fc1 backward (no input error)"] = best_ms(lambda: hm2bp_backward(
-            x, h, hidden.weight, g_hidden, hidden.rule, need_input_grad=False, o_in=x_counts, o_out=h_counts,
-            pre_events=InputEvents.from_flat(h_events, (T, B, 784)), post_index=h_index), args.repeats)
+            LinearForward(x, h, counts_in=x_counts, counts_out=h_counts,
+                          pre_events=InputEvents.from_flat(h_events, (T, B, 784)), post_index=h_index),
+            hidden.weight, g_hidden, hidden.rule, need_input_grad=False), args.repeats)
         rows["output backward"] = best_ms(lambda: hm2bp_backward(
-            h, o, out.weight, g_out, out.rule, target=y, o_in=h_counts, o_out=o_counts,
-            pre_events=InputEvents.from_flat(o_events, (T, B, 800)), post_index=o_index), args.repeats)
+            LinearForward(h, o, target=y, counts_in=h_counts, counts_out=o_counts,
+                          pre_events=InputEvents.from_flat(o_events, (T, B, 800)), post_index=o_index),
+            out.weight, g_out, out.rule), args.repeats)
     print(f"784-800-10, T={T}, batch {B}, p={args.density}, {args.threads} threads: best of {args.repeats}, ms")
     for name, ms in rows.items():
         print(f"{name:40s} {ms:8.1f}")

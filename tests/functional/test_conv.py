@@ -12,7 +12,9 @@ import pytest
 import torch
 
 import hm2bp
-from hm2bp.functional import HM2BPRule, PSPKernel, hm2bp_backward, lif_simulate, regulariser_grad, spsp
+from hm2bp.functional import (
+    HM2BPRule, LinearForward, PSPKernel, hm2bp_backward, lif_simulate, regulariser_grad, spsp,
+)
 from hm2bp.functional.conv import conv_hm2bp_backward, conv_output_shape, pool_hm2bp_backward
 from hm2bp.network import build_from_spec
 from hm2bp.network import LayerSpec
@@ -134,7 +136,8 @@ def test_conv_equals_fc_rule_on_unrolled_kernel():
     eye = torch.eye(n_in, dtype=torch.float64).view(n_in, c_in, H, W)
     dense = torch.nn.functional.conv2d(eye, w, stride=2, padding=1).reshape(n_in, -1).t()  # [N_out, N_in]
     rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make("official"))
-    gw_fc, gin_fc, _ = hm2bp_backward(pre.reshape(T, B, -1), post.reshape(T, B, -1), dense, grad.reshape(B, -1), rule)
+    fc_forward = LinearForward(pre.reshape(T, B, -1), post.reshape(T, B, -1))
+    gw_fc, gin_fc, _ = hm2bp_backward(fc_forward, dense, grad.reshape(B, -1), rule)
     gw, gin, _ = conv_hm2bp_backward(pre, post, w, grad, rule, stride=2, padding=1)
     torch.testing.assert_close(gin.reshape(B, -1), gin_fc, rtol=1e-10, atol=1e-10)
     # fold the dense gradient back onto the taps: d(dense)/d(w) is the same conv of the identity

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from hm2bp.functional import HM2BPRule, PSPKernel, hm2bp_backward, inject_target, regulariser_grad, spsp
+from hm2bp.functional import HM2BPRule, LinearForward, PSPKernel, hm2bp_backward, inject_target, regulariser_grad, spsp
 from tests.functional.test_spsp_bruteforce import random_post_train
 
 
@@ -84,7 +84,7 @@ def test_reduced_backward_equals_pairwise_rule(convention, official_extras):
             reg_lambda=10.0 if official_extras else 0.0,
             reg_beta=0.04 if official_extras else 0.0,
         )
-        gw, gin, _ = hm2bp_backward(pre, post, w, grad, rule, target=target)
+        gw, gin, _ = hm2bp_backward(LinearForward(pre, post, target=target), w, grad, rule)
         rw, rin = reference(pre, post, w, grad, rule, target, convention)
         torch.testing.assert_close(gw, rw, atol=1e-9, rtol=1e-9)
         torch.testing.assert_close(gin, rin, atol=1e-9, rtol=1e-9)
@@ -93,7 +93,7 @@ def test_reduced_backward_equals_pairwise_rule(convention, official_extras):
 def test_effect_ratio_off_is_plain_transpose():
     pre, post, w, grad, _ = _random(7)
     rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("exact"), effect_ratio=False)
-    _, gin, _ = hm2bp_backward(pre, post, w, grad, rule)
+    _, gin, _ = hm2bp_backward(LinearForward(pre, post), w, grad, rule)
     torch.testing.assert_close(gin, (grad / 2.0) @ w)
 
 
@@ -101,10 +101,11 @@ def test_bias_is_a_synapse_from_an_always_on_input():
     pre, post, w, grad, _ = _random(11)
     bias = torch.randn(w.shape[0], dtype=torch.float64)
     rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("exact"))
-    gw, gin, gb = hm2bp_backward(pre, post, w, grad, rule, bias=bias)
+    gw, gin, gb = hm2bp_backward(LinearForward(pre, post), w, grad, rule, bias=bias)
     T, B = pre.shape[:2]
     ones = torch.ones(T, B, 1, dtype=torch.float64)
-    gw2, gin2, _ = hm2bp_backward(torch.cat([pre, ones], -1), post, torch.cat([w, bias[:, None]], 1), grad, rule)
+    gw2, gin2, _ = hm2bp_backward(LinearForward(torch.cat([pre, ones], -1), post), torch.cat([w, bias[:, None]], 1),
+                                  grad, rule)
     torch.testing.assert_close(gw, gw2[:, :-1])
     torch.testing.assert_close(gb, gw2[:, -1])
     torch.testing.assert_close(gin, gin2[:, :-1])
@@ -149,21 +150,21 @@ def test_backward_does_not_depend_on_the_sample_block_or_the_event_path(monkeypa
         rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), target_injection=5.0,
                          lateral_inhibition=0.5, lateral_factor=True, reg_lambda=1.0, reg_beta=0.1)
         B = pre.shape[1]
-        ref = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=B)
-        others = [hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=g) for g in (1, 2)]
-        others.append(hm2bp_backward(pre.bool(), post.bool(), w, grad, rule, target=target, bias=bias,
-                                     o_in=pre.sum(0), o_out=post.sum(0), group=3))
+        ref = hm2bp_backward(LinearForward(pre, post, target=target), w, grad, rule, bias=bias, group=B)
+        fwd = LinearForward(pre, post, target=target)
+        others = [hm2bp_backward(fwd, w, grad, rule, bias=bias, group=g) for g in (1, 2)]
+        counted = LinearForward(pre.bool(), post.bool(), target=target, counts_in=pre.sum(0), counts_out=post.sum(0))
+        others.append(hm2bp_backward(counted, w, grad, rule, bias=bias, group=3))
         for g in (1, 2, B):  # no error to the inputs: the trace path (Q against the events, no e_b)
-            for path in ("trace", "spsp"):
-                gw, gin, gb = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=g,
-                                             need_input_grad=False, path=path)
+            for path in ("trace", "matrix"):
+                gw, gin, gb = hm2bp_backward(fwd, w, grad, rule, bias=bias, group=g, need_input_grad=False, path=path)
                 assert gin is None
                 others.append((gw, ref[1], gb))
         with pytest.raises(ValueError, match="trace"):
-            hm2bp_backward(pre, post, w, grad, rule, path="trace")  # needs need_input_grad=False
+            hm2bp_backward(LinearForward(pre, post), w, grad, rule, path="trace")  # needs need_input_grad=False
         monkeypatch.setattr(spsp_module, "MAX_SPARSE_DENSITY", 0.0)  # force the dense bmm
         monkeypatch.setattr(importlib.import_module("hm2bp.functional.grad"), "MAX_SPARSE_DENSITY", 0.0)
-        others.append(hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=2))
+        others.append(hm2bp_backward(LinearForward(pre, post, target=target), w, grad, rule, bias=bias, group=2))
         monkeypatch.undo()
         for got in others:
             for x, y in zip(ref, got):

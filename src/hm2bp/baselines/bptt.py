@@ -1,6 +1,6 @@
 r"""Surrogate-gradient BPTT on the same LIF neurons as HM2-BP, for side-by-side comparison.
 
-The forward dynamics are those of :func:`hm2bp.functional.lif_simulate` (spec §1.2): leak,
+The forward dynamics are those of :func:`hm2bp.functional.lif_simulate` (``docs/algorithm.md``, "Neuron model"): leak,
 input delivered with a 1-step delay, integrate, refractory clamp, fire, reset of ``v`` only, no
 spike at ``t = 0``, optional fixed lateral matrix on the layer's own spikes at ``t - 1``. With
 the same weights the spikes are identical (``tests/test_baselines.py`` checks it in float64).
@@ -89,7 +89,7 @@ def surrogate_lif(
     v = zeros
     ep = zeros
     s_prev = zeros  # surrogate-carrying spikes at t-1 (for the lateral term)
-    counter: Tensor | None = None  # refractory counter (no grad), spec §1.2 step 4
+    counter: Tensor | None = None  # refractory counter (no grad)
     out = [zeros]  # no spike at t = 0
     with _single_thread(current.device) if single_thread_scan else contextlib.nullcontext():
         _scan(out, steps, T, v, ep, s_prev, counter, leak_m, leak_s, tau_s, theta, lat_t, refractory,
@@ -160,7 +160,7 @@ class BPTTLinear(nn.Module):
         threshold: firing threshold :math:`\\nu`.
         tau_m, tau_s, refractory: neuron constants in steps (official 64, 8, 2).
         lateral_inhibition: ``w0`` of fixed all-to-all inhibition ``-w0 (1 - I)`` on the layer's own
-            spikes at ``t-1`` (spec §3.5). Gradients flow through it (it is part of the graph).
+            spikes at ``t-1`` ("Lateral inhibition"). Gradients flow through it (it is part of the graph).
         bias: add a trainable bias current.
         init_range: weights start U(-init_range, init_range).
         surrogate_slope: slope ``k`` of the fast-sigmoid surrogate of the threshold-normalised

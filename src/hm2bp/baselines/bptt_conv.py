@@ -1,4 +1,5 @@
-r"""Surrogate-gradient BPTT conv and pooling layers on the same LIF neurons as HM2-BP (spec §3.6).
+r"""Surrogate-gradient BPTT conv and pooling layers on the same LIF neurons as HM2-BP
+(``docs/algorithm.md``, "Convolution and pooling").
 
 Forward: :math:`I[t] = \mathrm{conv2d}(s_{in}[t-1], W)` (one ``conv2d`` over all ``T - 1``
 input frames), or the spike count of each :math:`p \times p` window for pooling neurons, then the

@@ -1,4 +1,5 @@
-r"""Event-driven HM2-BP backward of spiking conv and pooling layers (spec §3.4 per §3.6).
+r"""Event-driven HM2-BP backward of spiking conv and pooling layers
+(``docs/algorithm.md``, "Weight update" per "Convolution and pooling").
 
 The rule is the one of :mod:`hm2bp.functional.conv` (same equations, same silent-neuron
 constants); only the evaluation differs. With the post-side adjoint trace :math:`Q` of
@@ -38,7 +39,8 @@ from torch import Tensor
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from hm2bp.functional.conv_events import ConvGeometry, gather_conv_current, line_entries, line_stamps, split_events
-from hm2bp.functional.grad import HM2BPRule, regulariser_grad
+from hm2bp.functional.params import HM2BPRule
+from hm2bp.functional.rule import regulariser_grad
 from hm2bp.functional.psp import PSPKernel
 from hm2bp.functional.spsp import InputEvents, adjoint_trace, reset_events_from_index
 
@@ -112,7 +114,7 @@ def conv_hm2bp_backward_events(
 
     Returns:
         ``(grad_weight, grad_input_counts [B, C_in, H, W] or None, grad_bias or None)``, summed
-        over the batch, the regulariser (H17) added once per sample.
+        over the batch, the regulariser added once per sample.
     """
     from hm2bp.functional.conv_input_trace import input_trace_terms
 

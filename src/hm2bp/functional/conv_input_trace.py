@@ -1,4 +1,5 @@
-r"""Conv HM2-BP terms from the input PSP traces and the output coefficient events (spec §2, §3.6).
+r"""Conv HM2-BP terms from the input PSP traces and the output coefficient events
+(``docs/algorithm.md``, "Spike-train-level PSP", "Convolution and pooling").
 
 The S-PSP of an output neuron :math:`o` from an input pixel :math:`i` in its receptive field is
 (``spsp.py``) a sum over the post-side coefficient events :math:`(t, o, v)` (at most three per

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from hm2bp.checks import check_labels, check_spikes, number
 from hm2bp.errors import ConfigError, InputError
-from hm2bp.functional import HM2BPRule, LIFParams, hm2bp_backward
+from hm2bp.functional import HM2BPRule, LIFParams, LinearForward, hm2bp_backward
 from hm2bp.functional.current import as_uint8
 from hm2bp.functional.forward import BLOCK, linear_forward
 from hm2bp.functional.spsp import InputEvents
@@ -53,20 +53,10 @@ class _HM2BPLinear(torch.autograd.Function):
                 per_sample = pre[0].numel()
                 counts_in = torch.bincount((events % per_sample).long(), minlength=per_sample).view(pre.shape[1:])
                 counts_in = counts_in.to(weight.dtype) + as_uint8(pre[-1]).to(weight.dtype)
-        gw, gin, gb = hm2bp_backward(
-            pre,
-            post,
-            weight,
-            grad_counts,
-            ctx.rule,
-            target=target,
-            need_input_grad=ctx.needs_input_grad[0],
-            bias=bias if ctx.has_bias else None,
-            o_in=counts_in,
-            o_out=counts,
-            pre_events=pre_events,
-            post_index=out_index,
-        )
+        forward = LinearForward(pre, post, counts_in=counts_in, counts_out=counts, pre_events=pre_events,
+                                post_index=out_index, target=target)
+        gw, gin, gb = hm2bp_backward(forward, weight, grad_counts, ctx.rule, bias=bias if ctx.has_bias else None,
+                                     need_input_grad=ctx.needs_input_grad[0])
         return gin, gw, gb, None, None, None, None, None, None, None, None
 
 
