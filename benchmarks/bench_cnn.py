@@ -38,7 +38,7 @@ from bench_mlp import _reset_peak, _rss_kib  # noqa: E402
 
 from hm2bp import SpikeCountLoss, SpikingNetwork  # noqa: E402
 from hm2bp.datamodules.encoding import bernoulli_rate  # noqa: E402
-from hm2bp.functional.grad import spike_counts  # noqa: E402
+from hm2bp.functional.rule import spike_counts  # noqa: E402
 
 SPEC = "28x28-15C5-P2-40C5-P2-300-10"
 THRESHOLDS = [5, 2, 12, 4, 10, 10]

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from hm2bp.functional import LIFParams
 from hm2bp.functional.lif import LIFScan
 
 
@@ -55,7 +56,7 @@ def main() -> None:
 
     def eager():
         spikes = torch.zeros(T, n, dtype=torch.bool)
-        scan = LIFScan(spikes, args.threshold, threshold_eps=0.0)
+        scan = LIFScan(spikes, LIFParams(args.threshold, threshold_eps=0.0))
         for t0 in range(0, T, L):
             scan.run(t0, cur[t0 : t0 + L])
         return spikes

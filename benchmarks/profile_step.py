@@ -16,8 +16,9 @@ import time
 import torch
 
 from hm2bp import SpikingNetwork
-from hm2bp.functional import hm2bp_backward
+from hm2bp.functional import LinearForward, hm2bp_backward
 from hm2bp.functional.current import synaptic_current
+from hm2bp.functional.forward import linear_forward
 from hm2bp.functional.spsp import InputEvents, reset_events
 
 
@@ -50,30 +51,34 @@ def main() -> None:
     hidden, out = net.layers["fc1"], net.layers["output"]
     rows = {}
     with torch.no_grad():
-        h, h_counts, h_events, h_index = hidden.simulate(x, hidden.weight, None, None, return_events=True)
-        o, o_counts, o_events, o_index = out.simulate(h, out.weight, None, out.lateral, return_events=True,
-                                                      input_index=h_index)
+        h, h_counts, h_events, h_index = linear_forward(x, hidden.weight, None, hidden.neuron, return_events=True)
+        o, o_counts, o_events, o_index = linear_forward(h, out.weight, None, out.neuron, lateral=out.lateral,
+                                                        return_events=True, input_index=h_index)
         weight_t = hidden.weight.t().contiguous()
         block = hidden.block
-        rows["fc1 forward (simulate)"] = best_ms(lambda: hidden.simulate(x, hidden.weight, None, None), args.repeats)
+        rows["fc1 forward (linear_forward)"] = best_ms(
+            lambda: linear_forward(x, hidden.weight, None, hidden.neuron), args.repeats)
         rows["  of which the current alone"] = best_ms(
             lambda: [synaptic_current(x[t : t + block], weight_t) for t in range(0, T - 1, block)], args.repeats)
-        rows["output forward (simulate)"] = best_ms(
-            lambda: out.simulate(h, out.weight, None, out.lateral, input_index=h_index), args.repeats)
+        rows["output forward (linear_forward)"] = best_ms(
+            lambda: linear_forward(h, out.weight, None, out.neuron, lateral=out.lateral, input_index=h_index),
+            args.repeats)
         rows["whole network forward"] = best_ms(lambda: net(x), args.repeats)
         rows["input events sorted for fc1 backward"] = best_ms(
             lambda: InputEvents.from_flat(h_events, (T, B, 784)), args.repeats)
         rows["reset events of the hidden trains"] = best_ms(
-            lambda: reset_events(h, hidden.rule.kernel, index=h_index), args.repeats)
+            lambda: reset_events(h, hidden.rule.psp_kernel, index=h_index), args.repeats)
         g_hidden = torch.randn(B, 800)
         g_out = torch.randn(B, 10)
         x_counts = x.sum(0).float()
         rows["fc1 backward (no input error)"] = best_ms(lambda: hm2bp_backward(
-            x, h, hidden.weight, g_hidden, hidden.rule, need_input_grad=False, o_in=x_counts, o_out=h_counts,
-            pre_events=InputEvents.from_flat(h_events, (T, B, 784)), post_index=h_index), args.repeats)
+            LinearForward(x, h, counts_in=x_counts, counts_out=h_counts,
+                          pre_events=InputEvents.from_flat(h_events, (T, B, 784)), post_index=h_index),
+            hidden.weight, g_hidden, hidden.rule, need_input_grad=False), args.repeats)
         rows["output backward"] = best_ms(lambda: hm2bp_backward(
-            h, o, out.weight, g_out, out.rule, target=y, o_in=h_counts, o_out=o_counts,
-            pre_events=InputEvents.from_flat(o_events, (T, B, 800)), post_index=o_index), args.repeats)
+            LinearForward(h, o, target=y, counts_in=h_counts, counts_out=o_counts,
+                          pre_events=InputEvents.from_flat(o_events, (T, B, 800)), post_index=o_index),
+            out.weight, g_out, out.rule), args.repeats)
     print(f"784-800-10, T={T}, batch {B}, p={args.density}, {args.threads} threads: best of {args.repeats}, ms")
     for name, ms in rows.items():
         print(f"{name:40s} {ms:8.1f}")

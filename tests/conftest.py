@@ -45,7 +45,7 @@ def _offline_wandb(monkeypatch, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # the run-level setting: hm2bp's time scans never switch threads themselves
 
 
 @pytest.fixture(scope="session")

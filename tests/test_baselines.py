@@ -64,6 +64,7 @@ def test_gradients_finite_nonzero_and_flow_through_time():
         loss_fn(out.sum(0), y).backward()
         return {n: p.grad.clone() for n, p in net.named_parameters()}
 
+    torch.set_num_threads(2)  # more than one, so the scan's hooks have a setting to switch and restore
     threads = torch.get_num_threads()
     g0 = grads(x)
     assert torch.get_num_threads() == threads  # the single-thread scan hooks restore the setting

@@ -1,12 +1,13 @@
-r"""``SpikeCountLoss``: the HM2-BP loss on output spike counts (paper Eq. 1, spec §3.1).
+r"""``SpikeCountLoss``: the HM2-BP loss on output spike counts
+(``docs/algorithm.md``, "Weight update").
 
 .. math::  E = \tfrac12 \sum_b \sum_k g_{bk}^2,\qquad
            g_{bk} = (o_{bk} - y_{bk})\,[\,|o_{bk} - y_{bk}| > m\,]
 
 with targets :math:`y = ` ``desired`` for the label and ``undesired`` otherwise, and the
 official margin :math:`m` (errors inside the margin are zero). So :math:`\partial E/\partial o = g`
-exactly, the output error of spec §3.4 step 1. The loss is **summed** over the batch, so the
-weight gradients are sums of per-sample HM2-BP gradients (spec §8 item 7).
+exactly, the output error ("Weight update"). The loss is **summed** over the batch, so the
+weight gradients are sums of per-sample HM2-BP gradients.
 """
 from __future__ import annotations
 

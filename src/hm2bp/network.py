@@ -21,8 +21,10 @@ from torch import Tensor, nn
 
 from hm2bp.checks import check_labels, check_spikes
 from hm2bp.errors import ConfigError, InputError
-from hm2bp.layers import SpikingLinear
-from hm2bp.layers.linear import as_trains, spikes_with_counts
+from hm2bp.functional import LIFParams
+from hm2bp.layers import SpikingConv2d, SpikingLinear, SpikingPool2d
+from hm2bp.layers.neurons import psp_option
+from hm2bp.layers.spikes import Spikes
 
 _CONV = re.compile(r"^(\d+)[cC](\d+)$")
 _POOL = re.compile(r"^[pP](\d+)$")
@@ -32,8 +34,8 @@ _SHAPE = re.compile(r"^\d+(x\d+)*$")
 @dataclass(frozen=True)
 class LayerSpec:
     kind: str  # "fc" | "conv" | "pool"
-    size: int  # neurons (fc), kernels (conv) or pool size (pool)
-    kernel: int = 0
+    size: int  # neurons (fc), kernels (conv) or pool window p (pool)
+    kernel_size: int = 0  # conv kernel k (k x k)
 
 
 def parse_spec(spec: str) -> tuple[tuple[int, ...], list[LayerSpec]]:
@@ -57,11 +59,42 @@ def parse_spec(spec: str) -> tuple[tuple[int, ...], list[LayerSpec]]:
             layers.append(LayerSpec("pool", int(m.group(1))))
         else:
             raise ConfigError(f"{key}: network spec {spec!r}: cannot parse layer token {tok!r} (use 800, 15C5 or P2)")
-        if layers[-1].size <= 0 or (layers[-1].kind == "conv" and layers[-1].kernel <= 0):
+        if layers[-1].size <= 0 or (layers[-1].kind == "conv" and layers[-1].kernel_size <= 0):
             raise ConfigError(f"{key}: network spec {spec!r}: layer token {tok!r} must have positive sizes")
     if layers[-1].kind != "fc":
         raise ConfigError(f"{key}: network spec {spec!r}: the output layer must be fully connected")
     return shape, layers
+
+
+_CONV_KEYS = ("effect_ratio", "side_effect", "silent_spsp", "silent_side_ratio", "reg_lambda", "reg_beta", "reg_limit")
+
+
+def build_from_spec(ls, shape, thr, common: dict, rule: dict, conv_init: float, pool_rule: str):
+    """Build the conv (``15C5``) or pool (``P2``) layer of a ``SpikingNetwork`` spec token.
+
+    ``shape`` is the input ``(C, H, W)`` (a 2-D ``(H, W)`` input is one channel). Returns
+    ``(layer, output shape (C, H, W))``. ``common`` holds the neuron constants and ``psp``;
+    ``rule`` the HM2-BP switches (and the regulariser, applied to conv kernels only).
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3:
+        raise ConfigError(
+            f"a {ls.kind} layer needs an image input such as '28x28' or '2x34x34' (channels first), "
+            f"but its input has shape {shape}; conv/pool layers cannot follow a fully connected layer"
+        )
+    if ls.kind == "conv":
+        layer = SpikingConv2d(shape[0], ls.size, ls.kernel_size, thr, init_range=conv_init, **common,
+                              **{k: v for k, v in rule.items() if k in _CONV_KEYS})
+    elif ls.kind == "pool":
+        layer = SpikingPool2d(ls.size, thr, pool_rule=pool_rule, effect_ratio=rule.get("effect_ratio", True), **common)
+    else:
+        raise ValueError(f"build_from_spec builds conv or pool layers, got {ls.kind!r}")
+    new_shape = layer.output_shape(shape)
+    if min(new_shape[1:]) <= 0:
+        raise ConfigError(f"layer {ls} does not fit its input of shape {shape} (output would be {new_shape})")
+    return layer, new_shape
 
 
 class SpikingNetwork(nn.Module):
@@ -71,15 +104,17 @@ class SpikingNetwork(nn.Module):
         spec: architecture string (module docstring), e.g. ``"784-800-10"``.
         thresholds: one firing threshold per layer (official MNIST MLP: ``[20, 8]``).
         tau_m, tau_s, refractory: neuron constants in steps for every layer (official 64, 8, 2).
-        output_lateral_inhibition: ``w0`` of the output layer's all-to-all inhibition (official 1).
-        spsp: S-PSP convention of every layer (``"exact"``, ``"official"`` or ``"paper"``).
-        effect_ratio, side_effect, lateral_factor: HM2-BP rule switches (spec §3.4, §3.5).
+        output_lateral_inhibition: the output layer's ``lateral_inhibition``, ``w0`` of its all-to-all
+            inhibition (official 1; ``docs/algorithm.md``, "Lateral inhibition").
+        psp: S-PSP convention of every layer (``"exact"``, ``"official"`` or ``"paper"``;
+            ``docs/algorithm.md``, "Spike-train-level PSP"). ``spsp`` is its old name, kept as an alias.
+        effect_ratio, side_effect, lateral_factor: HM2-BP rule switches (``docs/algorithm.md``, "Weight update", "Lateral inhibition").
         target_injection: desired count of the injected train for a silent target (official 35);
             ``None`` turns injection off.
-        reg_lambda, reg_beta, reg_limit: H17 regulariser on every fully connected layer and conv kernel.
+        reg_lambda, reg_beta, reg_limit: weight-norm regulariser on every fully connected layer and conv kernel.
         fc_init, conv_init: uniform init ranges (official: FC 1, conv 0.5).
         bias: give fully connected layers a trainable bias (official: none).
-        pool_rule: pooling backward, ``"official"`` (1/p^2) or ``"threshold"`` (1/nu_pool), spec §3.6.
+        pool_rule: pooling backward, ``"official"`` (1/p^2) or ``"threshold"`` (1/nu_pool), "Convolution and pooling".
         check_inputs: check every ``forward`` input once: 0/1 spikes ``[T >= 2, B >= 1, *input]`` in
             the spec's layout, labels in range (a few reductions, :mod:`hm2bp.checks`). ``False``
             skips the checks (the layers inside never re-check the trains they pass on).
@@ -90,11 +125,11 @@ class SpikingNetwork(nn.Module):
         spec: str,
         thresholds: list[float],
         *,
-        tau_m: float = 64.0,
-        tau_s: float = 8.0,
-        refractory: int = 2,
+        tau_m: float = LIFParams.tau_m,
+        tau_s: float = LIFParams.tau_s,
+        refractory: int = LIFParams.refractory,
         output_lateral_inhibition: float = 0.0,
-        spsp: str = "exact",
+        psp: str | None = None,
         effect_ratio: bool = True,
         side_effect: bool = True,
         lateral_factor: bool = True,
@@ -107,12 +142,14 @@ class SpikingNetwork(nn.Module):
         bias: bool = False,
         pool_rule: str = "official",
         check_inputs: bool = True,
+        spsp: str | None = None,
     ) -> None:
         super().__init__()
+        psp = psp_option("SpikingNetwork", psp, spsp)
         # the constructor arguments, plain values (hm2bp.nir stores them in exported graphs)
         self.init_kwargs = dict(
             spec=str(spec), thresholds=[float(t) for t in thresholds], tau_m=float(tau_m), tau_s=float(tau_s),
-            refractory=int(refractory), output_lateral_inhibition=float(output_lateral_inhibition), spsp=spsp,
+            refractory=int(refractory), output_lateral_inhibition=float(output_lateral_inhibition), psp=psp,
             effect_ratio=bool(effect_ratio), side_effect=bool(side_effect), lateral_factor=bool(lateral_factor),
             target_injection=None if target_injection is None else float(target_injection),
             reg_lambda=float(reg_lambda), reg_beta=float(reg_beta), reg_limit=float(reg_limit),
@@ -133,7 +170,7 @@ class SpikingNetwork(nn.Module):
                     f"model.network.init_args.thresholds[{k}]={thr!r} must be a positive finite number "
                     f"(the firing threshold of layer {k + 1} of {spec!r})"
                 )
-        common = dict(tau_m=tau_m, tau_s=tau_s, refractory=refractory, spsp=spsp)
+        common = dict(tau_m=tau_m, tau_s=tau_s, refractory=refractory, psp=psp)
         rule = dict(effect_ratio=effect_ratio, side_effect=side_effect)
         self.layers = nn.ModuleDict()
         shape = self.input_shape
@@ -161,16 +198,10 @@ class SpikingNetwork(nn.Module):
                 )
                 shape = (ls.size,)
             else:
-                conv_rule = dict(rule, reg_lambda=reg_lambda, reg_beta=reg_beta, reg_limit=reg_limit)  # H17 on kernels
-                layer, shape = self._build_conv_or_pool(ls, shape, thr, common, conv_rule, conv_init, pool_rule)
+                conv_rule = dict(rule, reg_lambda=reg_lambda, reg_beta=reg_beta, reg_limit=reg_limit)  # on kernels
+                layer, shape = build_from_spec(ls, shape, thr, common, conv_rule, conv_init, pool_rule)
             self.layers[name] = layer
         self.num_classes = layer_specs[-1].size
-
-    @staticmethod
-    def _build_conv_or_pool(ls, shape, thr, common, rule, conv_init, pool_rule):
-        from hm2bp.layers import conv as _conv  # noqa: F401  (conv layers live in layers/conv.py)
-
-        return _conv.build_from_spec(ls, shape, thr, common, rule, conv_init, pool_rule)
 
     @classmethod
     def from_spec(cls, spec: str, thresholds: list[float], **kwargs) -> "SpikingNetwork":
@@ -213,44 +244,44 @@ class SpikingNetwork(nn.Module):
             check_labels(target, self.num_classes, x.shape[1], where)
 
     def forward(self, x: Tensor, target: Tensor | None = None, return_all: bool = False):
-        """``x`` ``[T, B, *input]`` spikes -> output spikes ``[T, B, classes]``.
+        """``x`` ``[T, B, *input]`` spikes -> output spikes ``[T, B, classes]``, float, differentiable.
 
-        ``target`` ``[B]`` reaches the output layer (target injection, lateral factor).
-        With ``return_all`` returns ``{layer name: spikes [T, B, ...]}`` in order. Layers (fully
-        connected, conv and pool) hand each other 1-byte trains, their spike index lists and
-        differentiable counts (the count-level semantics of HM2-BP), so their entries are
-        ``bool``; the output layer's trains are float and carry the gradient. Inputs are checked
-        first (:meth:`check_input`) unless ``check_inputs`` is off.
+        ``target`` ``[B]`` reaches the output layer (target injection, lateral factor). With
+        ``return_all`` returns ``{layer name: spikes [T, B, ...]}`` in order: the hidden layers'
+        trains as ``bool``, the output layer's as float (they carry the gradient). Layers hand each
+        other :class:`~hm2bp.layers.spikes.Spikes` (1-byte trains, differentiable counts, spike
+        index; :meth:`forward_spikes`). Inputs are checked first (:meth:`check_input`) unless
+        ``check_inputs`` is off.
         """
         if self.check_inputs:
             self.check_input(x, target)
+        layers = self.forward_spikes(x, target)
+        output = layers[self.layer_names[-1]].float_trains()
+        if not return_all:
+            return output
+        out = {name: s.trains for name, s in layers.items()}
+        out[self.layer_names[-1]] = output
+        return out
+
+    def forward_spikes(self, x: Tensor, target: Tensor | None = None) -> dict[str, Spikes]:
+        """``x`` ``[T, B, *input]`` (0/1, unchecked) -> ``{layer name: Spikes}``, layer by layer.
+
+        The input takes the spec's layout first: ``[T, B, C, H, W]`` for an image spec (a flat or
+        ``H x W`` input is reshaped; "Input layout"), ``[T, B, N]`` for a vector spec; a fully
+        connected layer after a feature map sees it flattened channel-major.
+        """
         T, B = x.shape[:2]
-        expected = self.input_shape
+        image = len(self.input_shape) > 1
+        spikes = Spikes.of(x).reshape(*(_image_shape(self.input_shape) if image else (self.num_inputs,)))
         out = {}
-        # counts is not None while h holds a count-level layer's bool spikes (every layer is
-        # count-level: conv and pool layers too); index: the ascending flat spike list of h
-        h, counts, index = x, None, None
-        names = self.layer_names
         for name, layer in self.layers.items():
-            if isinstance(layer, SpikingLinear):
-                if counts is None:
-                    h, counts = spikes_with_counts(h.reshape(T, B, -1))  # channel-major flattening (§10.1)
-                    index = None
-                elif h.dim() > 3:  # flatten a feature map: the same spike list, counts [B, C H W]
-                    h, counts = h.reshape(T, B, -1), counts.reshape(B, -1)
-                h, counts, index = layer(h, target if name == "output" else None, counts=counts, index=index,
-                                         count_level=True)
-                if name == names[-1]:
-                    h, counts = as_trains(h, counts), None
-            else:
-                if counts is None:
-                    if h.dim() == 3 and len(expected) > 1 and name == names[0]:
-                        h = h.reshape(T, B, *expected)
-                    if h.dim() == 4:  # [T, B, H, W] single-channel image
-                        h = h.unsqueeze(2)
-                    h, counts = spikes_with_counts(h)
-                    index = None
-                h, counts, index = layer(h, counts=counts, index=index, count_level=True, check=False)
-            if return_all:
-                out[name] = h
-        return out if return_all else h
+            if isinstance(layer, SpikingLinear) and spikes.dim() > 3:
+                spikes = spikes.reshape(-1)
+            spikes = layer(spikes, target if name == "output" else None)
+            out[name] = spikes
+        return out
+
+
+def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(C, H, W)`` of an image input spec (``H x W`` is one channel)."""
+    return tuple(shape) if len(shape) == 3 else (1, *shape)

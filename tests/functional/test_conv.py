@@ -12,10 +12,17 @@ import pytest
 import torch
 
 import hm2bp
-from hm2bp.functional import HM2BPRule, PSPKernel, hm2bp_backward, lif_simulate, regulariser_grad, spsp
+from hm2bp.functional import (
+    HM2BPRule,
+    LinearForward,
+    PSPKernel,
+    hm2bp_backward,
+    lif_simulate,
+    regulariser_grad,
+    spsp,
+)
 from hm2bp.functional.conv import conv_hm2bp_backward, conv_output_shape, pool_hm2bp_backward
-from hm2bp.layers.conv import build_from_spec
-from hm2bp.network import LayerSpec
+from hm2bp.network import LayerSpec, build_from_spec
 from tests.functional.test_spsp_bruteforce import random_post_train
 
 
@@ -108,7 +115,7 @@ def test_conv_backward_equals_pairwise_rule(convention, geometry):
     for seed in range(2):
         pre, post, w, grad = _case(seed, T=70 if seed == 0 else 300, k=k, hw=hw, **geometry)  # 300 > 4 tau_m
         for opts in (dict(), dict(effect_ratio=False, side_effect=False), dict(reg_lambda=10.0, reg_beta=0.4)):
-            rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make(convention), **opts)
+            rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), **opts)
             gw, gin, _ = conv_hm2bp_backward(pre, post, w, grad, rule, **geometry, time_chunk=16)
             rw, rin, _ = conv_reference(pre, post, w, grad, rule, convention, **geometry)
             torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
@@ -118,7 +125,7 @@ def test_conv_backward_equals_pairwise_rule(convention, geometry):
 def test_conv_bias_gradient_equals_pairwise_rule():
     pre, post, w, grad = _case(7)
     bias = torch.tensor([0.3, -0.7], dtype=torch.float64)
-    rule = HM2BPRule(threshold=2.0, kernel=PSPKernel.make("official"))
+    rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("official"))
     gw, gin, gb = conv_hm2bp_backward(pre, post, w, grad, rule, bias=bias)
     rw, rin, rb = conv_reference(pre, post, w, grad, rule, "official", 1, 0, bias=bias)
     torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
@@ -133,8 +140,9 @@ def test_conv_equals_fc_rule_on_unrolled_kernel():
     n_in = c_in * H * W
     eye = torch.eye(n_in, dtype=torch.float64).view(n_in, c_in, H, W)
     dense = torch.nn.functional.conv2d(eye, w, stride=2, padding=1).reshape(n_in, -1).t()  # [N_out, N_in]
-    rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make("official"))
-    gw_fc, gin_fc, _ = hm2bp_backward(pre.reshape(T, B, -1), post.reshape(T, B, -1), dense, grad.reshape(B, -1), rule)
+    rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make("official"))
+    fc_forward = LinearForward(pre.reshape(T, B, -1), post.reshape(T, B, -1))
+    gw_fc, gin_fc, _ = hm2bp_backward(fc_forward, dense, grad.reshape(B, -1), rule)
     gw, gin, _ = conv_hm2bp_backward(pre, post, w, grad, rule, stride=2, padding=1)
     torch.testing.assert_close(gin.reshape(B, -1), gin_fc, rtol=1e-10, atol=1e-10)
     # fold the dense gradient back onto the taps: d(dense)/d(w) is the same conv of the identity
@@ -222,7 +230,7 @@ def test_modules_backward_use_count_semantics():
     out = pool(h)
     g = torch.randn(2, 2, 3, 3, dtype=torch.float64)
     (out.sum(0) * g).sum().backward()
-    ref_h = pool_hm2bp_backward(h.detach(), out.detach(), g, 2, pool.kernel, divisor=4.0)
+    ref_h = pool_hm2bp_backward(h.detach(), out.detach(), g, 2, pool.psp_kernel, divisor=4.0)
     torch.testing.assert_close(h.grad, ref_h.expand(60, *ref_h.shape))
     gw, gin, _ = conv_hm2bp_backward(x.detach(), h.detach(), conv.weight.detach(), ref_h, conv.rule)
     torch.testing.assert_close(conv.weight.grad, gw)

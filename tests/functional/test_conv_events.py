@@ -106,7 +106,7 @@ def test_conv_events_backward_equals_pairwise_rule(convention, geometry, path):
         pre, post, w, grad = _case(seed, T=70 if seed == 0 else 300, B=3, k=k, hw=hw, **geometry)  # 300 > 4 tau_m
         geom = _geom(pre, w, **geometry)
         for opts in (dict(), dict(effect_ratio=False, side_effect=False), dict(reg_lambda=10.0, reg_beta=0.4)):
-            rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make(convention), **opts)
+            rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), **opts)
             rw, rin, _ = conv_reference(pre, post, w, grad, rule, convention, **geometry)
             for group in (1, 2, 3):
                 gw, gin, _ = _events_backward(pre, post, w, grad, rule, geom, group=group, path=path)
@@ -121,7 +121,7 @@ def test_conv_events_bias_gradient_equals_pairwise_rule(group, convention, path)
     pre, post, w, grad = _case(7, T=300, B=3)
     bias = torch.tensor([0.3, -0.7], dtype=torch.float64)
     for side_effect in (True, False):
-        rule = HM2BPRule(threshold=2.0, kernel=PSPKernel.make(convention), side_effect=side_effect)
+        rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make(convention), side_effect=side_effect)
         gw, gin, gb = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 1, 0), bias=bias, group=group,
                                        path=path)
         rw, rin, rb = conv_reference(pre, post, w, grad, rule, convention, 1, 0, bias=bias)
@@ -138,7 +138,7 @@ def test_conv_events_backward_silent_layers(silent, path):
         post = torch.zeros_like(post)
     if silent in ("pre", "both"):
         pre = torch.zeros_like(pre)
-    rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make("official"), reg_lambda=1.0, reg_beta=0.1)
+    rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make("official"), reg_lambda=1.0, reg_beta=0.1)
     rw, rin, _ = conv_reference(pre, post, w, grad, rule, "official", 2, 1)
     gw, gin, _ = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 2, 1), group=1, path=path)
     torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
@@ -148,7 +148,7 @@ def test_conv_events_backward_silent_layers(silent, path):
 @pytest.mark.parametrize("path", ["output", "input", "auto"])
 def test_conv_events_backward_without_input_grad(path):
     pre, post, w, grad = _case(2, B=2)
-    rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make("official"))
+    rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make("official"))
     gw, gin, _ = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 1, 0), need_input_grad=False, path=path)
     rw, _, _ = conv_reference(pre, post, w, grad, rule, "official", 1, 0)
     assert gin is None
@@ -194,7 +194,7 @@ def test_network_event_path_equals_dense_path(monkeypatch, spec, thresholds):
     """The same CNN with the event-driven layers and with the dense conv-form fallback (forced by a
     density threshold of 0): identical spikes, gradients equal to 1e-10 (float64)."""
     import hm2bp
-    import hm2bp.layers.conv as conv_layers
+    import hm2bp.functional.forward as forward
 
     torch.manual_seed(0)
     net = hm2bp.SpikingNetwork(spec, thresholds, output_lateral_inhibition=1.0, spsp="official", target_injection=8,
@@ -211,7 +211,7 @@ def test_network_event_path_equals_dense_path(monkeypatch, spec, thresholds):
 
     spikes, grads = run()
     assert all(int(s.sum()) > 0 for k, s in spikes.items() if k != "output")
-    monkeypatch.setattr(conv_layers, "MAX_CONV_DENSITY", -1.0)  # every conv/pool layer takes the dense path
+    monkeypatch.setattr(forward, "MAX_CONV_DENSITY", -1.0)  # every conv/pool layer takes the dense path
     dense_spikes, dense_grads = run()
     for k in spikes:
         assert torch.equal(spikes[k], dense_spikes[k]), k

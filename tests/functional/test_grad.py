@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from hm2bp.functional import HM2BPRule, PSPKernel, hm2bp_backward, inject_target, regulariser_grad, spsp
+from hm2bp.functional import HM2BPRule, LinearForward, PSPKernel, hm2bp_backward, inject_target, regulariser_grad, spsp
 from tests.functional.test_spsp_bruteforce import random_post_train
 
 
@@ -48,7 +48,7 @@ def reference(pre, post, w, grad, rule, target, convention):
                     r1 = el[b, l, i] / o_raw[b, i] if both else 1.0
                     r2 = el[b, i, l] / o_raw[b, l] if both else 1.0
                     s += d_i * d_l * r1 * r2
-                gamma[b, i] = 1 / (1 - rule.lateral_strength**2 * s)
+                gamma[b, i] = 1 / (1 - rule.lateral_inhibition**2 * s)
     if rule.target_injection:
         post = inject_target(post, o_raw, target, rule.target_injection, 2)
     e = spsp(pre, post, convention=convention)
@@ -77,14 +77,14 @@ def test_reduced_backward_equals_pairwise_rule(convention, official_extras):
         pre, post, w, grad, target = _random(seed)
         rule = HM2BPRule(
             threshold=3.0,
-            kernel=PSPKernel.make(convention),
-            lateral_strength=1.0 if official_extras else 0.0,
+            psp_kernel=PSPKernel.make(convention),
+            lateral_inhibition=1.0 if official_extras else 0.0,
             lateral_factor=official_extras,
             target_injection=35.0 if official_extras else None,
             reg_lambda=10.0 if official_extras else 0.0,
             reg_beta=0.04 if official_extras else 0.0,
         )
-        gw, gin, _ = hm2bp_backward(pre, post, w, grad, rule, target=target)
+        gw, gin, _ = hm2bp_backward(LinearForward(pre, post, target=target), w, grad, rule)
         rw, rin = reference(pre, post, w, grad, rule, target, convention)
         torch.testing.assert_close(gw, rw, atol=1e-9, rtol=1e-9)
         torch.testing.assert_close(gin, rin, atol=1e-9, rtol=1e-9)
@@ -92,19 +92,20 @@ def test_reduced_backward_equals_pairwise_rule(convention, official_extras):
 
 def test_effect_ratio_off_is_plain_transpose():
     pre, post, w, grad, _ = _random(7)
-    rule = HM2BPRule(threshold=2.0, kernel=PSPKernel.make("exact"), effect_ratio=False)
-    _, gin, _ = hm2bp_backward(pre, post, w, grad, rule)
+    rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("exact"), effect_ratio=False)
+    _, gin, _ = hm2bp_backward(LinearForward(pre, post), w, grad, rule)
     torch.testing.assert_close(gin, (grad / 2.0) @ w)
 
 
 def test_bias_is_a_synapse_from_an_always_on_input():
     pre, post, w, grad, _ = _random(11)
     bias = torch.randn(w.shape[0], dtype=torch.float64)
-    rule = HM2BPRule(threshold=2.0, kernel=PSPKernel.make("exact"))
-    gw, gin, gb = hm2bp_backward(pre, post, w, grad, rule, bias=bias)
+    rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("exact"))
+    gw, gin, gb = hm2bp_backward(LinearForward(pre, post), w, grad, rule, bias=bias)
     T, B = pre.shape[:2]
     ones = torch.ones(T, B, 1, dtype=torch.float64)
-    gw2, gin2, _ = hm2bp_backward(torch.cat([pre, ones], -1), post, torch.cat([w, bias[:, None]], 1), grad, rule)
+    gw2, gin2, _ = hm2bp_backward(LinearForward(torch.cat([pre, ones], -1), post), torch.cat([w, bias[:, None]], 1),
+                                  grad, rule)
     torch.testing.assert_close(gw, gw2[:, :-1])
     torch.testing.assert_close(gb, gw2[:, -1])
     torch.testing.assert_close(gin, gin2[:, :-1])
@@ -116,7 +117,7 @@ def test_regulariser_is_gradient_of_h17():
     s = ((w / L) ** 2).mean(1)
     energy = (lam * L * w.shape[1] / 2 * torch.exp(beta * (s - 1))).sum()
     (auto,) = torch.autograd.grad(energy, w)
-    rule = HM2BPRule(threshold=1.0, kernel=PSPKernel.make("exact"), reg_lambda=lam, reg_beta=beta, reg_limit=L)
+    rule = HM2BPRule(threshold=1.0, psp_kernel=PSPKernel.make("exact"), reg_lambda=lam, reg_beta=beta, reg_limit=L)
     torch.testing.assert_close(regulariser_grad(w.detach(), rule), auto)
 
 
@@ -129,10 +130,10 @@ def test_lateral_factor_is_capped_where_the_series_diverges():
     for i in range(3):
         post[5 + i :: 4, 0, i] = 1  # dense, interleaved trains: large mutual S-PSPs
     counts = post.sum(0)
-    strong = HM2BPRule(threshold=0.5, kernel=PSPKernel.make("official"), lateral_strength=3.0, lateral_factor=True)
+    strong = HM2BPRule(threshold=0.5, psp_kernel=PSPKernel.make("official"), lateral_inhibition=3.0, lateral_factor=True)
     gamma = lateral_factor(post, counts, torch.tensor([0]), strong)
     assert torch.isfinite(gamma).all() and (gamma > 0).all() and gamma.max() <= 10.0 + 1e-12
-    weak = HM2BPRule(threshold=50.0, kernel=PSPKernel.make("official"), lateral_strength=1.0, lateral_factor=True)
+    weak = HM2BPRule(threshold=50.0, psp_kernel=PSPKernel.make("official"), lateral_inhibition=1.0, lateral_factor=True)
     g2 = lateral_factor(post, counts, torch.tensor([0]), weak)
     assert (g2 > 1.0).all() and (g2 < 1.01).all()  # the usual regime: a small correction above 1
 
@@ -146,24 +147,24 @@ def test_backward_does_not_depend_on_the_sample_block_or_the_event_path(monkeypa
     for seed, convention in ((1, "exact"), (2, "official")):
         pre, post, w, grad, target = _random(seed)
         bias = torch.randn(w.shape[0], dtype=torch.float64)
-        rule = HM2BPRule(threshold=3.0, kernel=PSPKernel.make(convention), target_injection=5.0,
-                         lateral_strength=0.5, lateral_factor=True, reg_lambda=1.0, reg_beta=0.1)
+        rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), target_injection=5.0,
+                         lateral_inhibition=0.5, lateral_factor=True, reg_lambda=1.0, reg_beta=0.1)
         B = pre.shape[1]
-        ref = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=B)
-        others = [hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=g) for g in (1, 2)]
-        others.append(hm2bp_backward(pre.bool(), post.bool(), w, grad, rule, target=target, bias=bias,
-                                     o_in=pre.sum(0), o_out=post.sum(0), group=3))
+        ref = hm2bp_backward(LinearForward(pre, post, target=target), w, grad, rule, bias=bias, group=B)
+        fwd = LinearForward(pre, post, target=target)
+        others = [hm2bp_backward(fwd, w, grad, rule, bias=bias, group=g) for g in (1, 2)]
+        counted = LinearForward(pre.bool(), post.bool(), target=target, counts_in=pre.sum(0), counts_out=post.sum(0))
+        others.append(hm2bp_backward(counted, w, grad, rule, bias=bias, group=3))
         for g in (1, 2, B):  # no error to the inputs: the trace path (Q against the events, no e_b)
-            for path in ("trace", "spsp"):
-                gw, gin, gb = hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=g,
-                                             need_input_grad=False, path=path)
+            for path in ("trace", "matrix"):
+                gw, gin, gb = hm2bp_backward(fwd, w, grad, rule, bias=bias, group=g, need_input_grad=False, path=path)
                 assert gin is None
                 others.append((gw, ref[1], gb))
         with pytest.raises(ValueError, match="trace"):
-            hm2bp_backward(pre, post, w, grad, rule, path="trace")  # needs need_input_grad=False
+            hm2bp_backward(LinearForward(pre, post), w, grad, rule, path="trace")  # needs need_input_grad=False
         monkeypatch.setattr(spsp_module, "MAX_SPARSE_DENSITY", 0.0)  # force the dense bmm
         monkeypatch.setattr(importlib.import_module("hm2bp.functional.grad"), "MAX_SPARSE_DENSITY", 0.0)
-        others.append(hm2bp_backward(pre, post, w, grad, rule, target=target, bias=bias, group=2))
+        others.append(hm2bp_backward(LinearForward(pre, post, target=target), w, grad, rule, bias=bias, group=2))
         monkeypatch.undo()
         for got in others:
             for x, y in zip(ref, got):

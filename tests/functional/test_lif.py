@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hm2bp.functional import lif_simulate
+from hm2bp.functional import LIFParams, lif_simulate
 
 
 def test_single_input_trace_by_hand():
@@ -101,7 +101,7 @@ def test_scan_counts_equal_the_spike_sums():
 
     cur = torch.randn(90, 3, 7, generator=torch.Generator().manual_seed(1)) * 4
     spikes = torch.zeros(cur.shape, dtype=torch.bool)
-    scan = LIFScan(spikes, 3.0)
+    scan = LIFScan(spikes, LIFParams(3.0))
     for t0 in range(0, 90, 16):
         scan.run(t0, cur[t0 : t0 + 16])
     assert torch.equal(scan.counts, spikes.sum(0).float())

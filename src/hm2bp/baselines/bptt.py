@@ -1,6 +1,6 @@
 r"""Surrogate-gradient BPTT on the same LIF neurons as HM2-BP, for side-by-side comparison.
 
-The forward dynamics are those of :func:`hm2bp.functional.lif_simulate` (spec §1.2): leak,
+The forward dynamics are those of :func:`hm2bp.functional.lif_simulate` (``docs/algorithm.md``, "Neuron model"): leak,
 input delivered with a 1-step delay, integrate, refractory clamp, fire, reset of ``v`` only, no
 spike at ``t = 0``, optional fixed lateral matrix on the layer's own spikes at ``t - 1``. With
 the same weights the spikes are identical (``tests/test_baselines.py`` checks it in float64).
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from hm2bp.checks import check_labels, check_spikes, number
 from hm2bp.errors import ConfigError, InputError
-from hm2bp.functional._threads import single_thread
+from hm2bp.functional import LIFParams
 from hm2bp.network import parse_spec
 
 
@@ -58,11 +58,11 @@ def surrogate_lif(
     current: Tensor,
     threshold: float,
     *,
-    tau_m: float = 64.0,
-    tau_s: float = 8.0,
-    refractory: int = 2,
+    tau_m: float = LIFParams.tau_m,
+    tau_s: float = LIFParams.tau_s,
+    refractory: int = LIFParams.refractory,
     lateral: Tensor | None = None,
-    threshold_eps: float = 1e-6,
+    threshold_eps: float = LIFParams.threshold_eps,
     surrogate_slope: float = 10.0,
     single_thread_scan: bool = True,
 ) -> Tensor:
@@ -72,9 +72,8 @@ def surrogate_lif(
     ignored; ``current[t] = W s_in[t-1]``); gradients flow back through time via the surrogate
     derivative (module docstring).
 
-    ``single_thread_scan``: on CPU run the step loop, forward and backward, on one intra-op thread,
-    as ``lif_simulate`` does (see ``hm2bp.functional._threads``): thousands of tiny per-step ops
-    lose more to thread synchronisation than they gain, badly so on a loaded machine. The
+    ``single_thread_scan``: on CPU run the step loop, forward and backward, on one intra-op thread
+    (``_single_thread``): thousands of tiny per-step ops lose more to thread synchronisation than they gain, badly so on a loaded machine. The
     backward part is switched by two tensor hooks (on the stacked output, whose gradient arrives
     first, and on ``current``, whose gradient is complete when the scan's backward is done).
     """
@@ -90,9 +89,9 @@ def surrogate_lif(
     v = zeros
     ep = zeros
     s_prev = zeros  # surrogate-carrying spikes at t-1 (for the lateral term)
-    counter: Tensor | None = None  # refractory counter (no grad), spec §1.2 step 4
+    counter: Tensor | None = None  # refractory counter (no grad)
     out = [zeros]  # no spike at t = 0
-    with single_thread(current.device) if single_thread_scan else contextlib.nullcontext():
+    with _single_thread(current.device) if single_thread_scan else contextlib.nullcontext():
         _scan(out, steps, T, v, ep, s_prev, counter, leak_m, leak_s, tau_s, theta, lat_t, refractory,
               threshold, surrogate_slope)
     spikes = torch.stack(out)
@@ -100,6 +99,21 @@ def surrogate_lif(
             and torch.get_num_threads() > 1):
         _single_thread_backward(spikes, current)
     return spikes
+
+
+@contextlib.contextmanager
+def _single_thread(device: torch.device):
+    """One intra-op thread on CPU for the step loop (thousands of tiny ops: threads only add sync
+    cost), restored afterwards. The HM2-BP layers leave threads to the caller's run-level setting."""
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _single_thread_backward(spikes: Tensor, current: Tensor) -> None:
@@ -146,7 +160,7 @@ class BPTTLinear(nn.Module):
         threshold: firing threshold :math:`\\nu`.
         tau_m, tau_s, refractory: neuron constants in steps (official 64, 8, 2).
         lateral_inhibition: ``w0`` of fixed all-to-all inhibition ``-w0 (1 - I)`` on the layer's own
-            spikes at ``t-1`` (spec §3.5). Gradients flow through it (it is part of the graph).
+            spikes at ``t-1`` ("Lateral inhibition"). Gradients flow through it (it is part of the graph).
         bias: add a trainable bias current.
         init_range: weights start U(-init_range, init_range).
         surrogate_slope: slope ``k`` of the fast-sigmoid surrogate of the threshold-normalised
@@ -160,14 +174,14 @@ class BPTTLinear(nn.Module):
         out_features: int,
         threshold: float,
         *,
-        tau_m: float = 64.0,
-        tau_s: float = 8.0,
-        refractory: int = 2,
+        tau_m: float = LIFParams.tau_m,
+        tau_s: float = LIFParams.tau_s,
+        refractory: int = LIFParams.refractory,
         lateral_inhibition: float = 0.0,
         bias: bool = False,
         init_range: float = 1.0,
         surrogate_slope: float = 10.0,
-        threshold_eps: float = 1e-6,
+        threshold_eps: float = LIFParams.threshold_eps,
     ) -> None:
         super().__init__()
         if in_features <= 0 or out_features <= 0:
@@ -256,15 +270,15 @@ class BPTTNetwork(nn.Module):
         spec: str,
         thresholds: list[float],
         *,
-        tau_m: float = 64.0,
-        tau_s: float = 8.0,
-        refractory: int = 2,
+        tau_m: float = LIFParams.tau_m,
+        tau_s: float = LIFParams.tau_s,
+        refractory: int = LIFParams.refractory,
         output_lateral_inhibition: float = 0.0,
         fc_init: float = 1.0,
         conv_init: float = 0.5,
         bias: bool = False,
         surrogate_slope: float = 10.0,
-        threshold_eps: float = 1e-6,
+        threshold_eps: float = LIFParams.threshold_eps,
         check_inputs: bool = True,
     ) -> None:
         super().__init__()
@@ -289,7 +303,7 @@ class BPTTNetwork(nn.Module):
                 if len(shape) != 3 or n_in != shape[0] * shape[1] * shape[2]:
                     raise ValueError(f"network spec {spec!r}: conv/pool layers need an image input before them")
                 if ls.kind == "conv":
-                    layer = BPTTConv2d(shape[0], ls.size, ls.kernel, thr, tau_m=tau_m, tau_s=tau_s,
+                    layer = BPTTConv2d(shape[0], ls.size, ls.kernel_size, thr, tau_m=tau_m, tau_s=tau_s,
                                        refractory=refractory, init_range=conv_init, surrogate_slope=surrogate_slope)
                 else:
                     layer = BPTTPool2d(ls.size, thr, tau_m=tau_m, tau_s=tau_s, refractory=refractory,

@@ -1,4 +1,5 @@
-r"""Surrogate-gradient BPTT conv and pooling layers on the same LIF neurons as HM2-BP (spec §3.6).
+r"""Surrogate-gradient BPTT conv and pooling layers on the same LIF neurons as HM2-BP
+(``docs/algorithm.md``, "Convolution and pooling").
 
 Forward: :math:`I[t] = \mathrm{conv2d}(s_{in}[t-1], W)` (one ``conv2d`` over all ``T - 1``
 input frames), or the spike count of each :math:`p \times p` window for pooling neurons, then the
@@ -16,7 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hm2bp.baselines.bptt import surrogate_lif
+from hm2bp.functional import LIFParams
 from hm2bp.functional.conv import conv_output_shape
+from hm2bp.functional.params import CONV_THRESHOLD_EPS
 
 
 def _delayed(frames: Tensor, T: int, B: int) -> Tensor:
@@ -38,8 +41,9 @@ class BPTTConv2d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, threshold: float, *, stride: int = 1,
-                 padding: int = 0, tau_m: float = 64.0, tau_s: float = 8.0, refractory: int = 2,
-                 init_range: float = 0.5, surrogate_slope: float = 10.0, threshold_eps: float = 0.0) -> None:
+                 padding: int = 0, tau_m: float = LIFParams.tau_m, tau_s: float = LIFParams.tau_s,
+                 refractory: int = LIFParams.refractory, init_range: float = 0.5, surrogate_slope: float = 10.0,
+                 threshold_eps: float = CONV_THRESHOLD_EPS) -> None:
         super().__init__()
         if threshold <= 0:
             raise ValueError(f"threshold must be positive, got {threshold}")
@@ -68,8 +72,9 @@ class BPTTConv2d(nn.Module):
 class BPTTPool2d(nn.Module):
     """Spiking ``p x p`` pooling (unit weights, stride ``p``) trained by BPTT (same forward as ``SpikingPool2d``)."""
 
-    def __init__(self, kernel_size: int, threshold: float, *, tau_m: float = 64.0, tau_s: float = 8.0,
-                 refractory: int = 2, surrogate_slope: float = 10.0, threshold_eps: float = 1e-6) -> None:
+    def __init__(self, kernel_size: int, threshold: float, *, tau_m: float = LIFParams.tau_m,
+                 tau_s: float = LIFParams.tau_s, refractory: int = LIFParams.refractory, surrogate_slope: float = 10.0,
+                 threshold_eps: float = LIFParams.threshold_eps) -> None:
         super().__init__()
         if threshold <= 0:
             raise ValueError(f"threshold must be positive, got {threshold}")

@@ -1,4 +1,5 @@
-r"""HM2-BP for spiking convolution and pooling (spec §3.6, §10.1), as conv/unfold operations.
+r"""HM2-BP for spiking convolution and pooling (``docs/algorithm.md``, "Convolution and pooling"), as conv/unfold
+operations.
 
 Time-first layout: spikes and traces are ``[T, B, C, H, W]``; per-neuron quantities
 ``[B, C, H, W]``. A conv layer's output neuron is :math:`o = (c_o, y, x)`; the input pixel under
@@ -31,8 +32,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.grad import conv2d_input, conv2d_weight
 
-from hm2bp.functional.grad import HM2BPRule, regulariser_grad
+from hm2bp.functional.params import HM2BPRule
 from hm2bp.functional.psp import PSPKernel
+from hm2bp.functional.rule import regulariser_grad
 from hm2bp.functional.spsp import adjoint_trace
 
 POOL_RULES = ("official", "threshold")
@@ -62,7 +64,7 @@ def conv_input_current(spikes: Tensor, weight: Tensor, bias: Tensor | None = Non
     """Synaptic input ``conv2d(s[t], W) (+ b)`` for spikes ``[T, B, C_in, H, W]`` -> ``[T, B, C_out, H', W']``.
 
     Cross-correlation (``torch`` conv2d, no kernel flip), in the weight's dtype. The caller
-    applies the 1-step delay (spec §1.2): ``current[t] = conv2d(s[t-1], W)``.
+    applies the 1-step delay ("Neuron model"): ``current[t] = conv2d(s[t-1], W)``.
     """
     T, B = spikes.shape[:2]
     c_out, ho, wo = conv_output_shape(tuple(spikes.shape[2:]), weight.shape[0], weight.shape[-1], stride, padding)
@@ -106,7 +108,7 @@ def conv_hm2bp_backward(
     need_input_grad: bool = True,
     time_chunk: int | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """HM2-BP gradients of one spiking conv layer (spec §3.4 applied per §3.6).
+    """HM2-BP gradients of one spiking conv layer ("Weight update" applied per "Convolution and pooling").
 
     Args:
         pre: ``[T, B, C_in, H, W]`` input spikes (0/1, any dtype).
@@ -120,7 +122,7 @@ def conv_hm2bp_backward(
 
     Returns:
         ``(grad_weight [C_out, C_in, k, k], grad_input_counts [B, C_in, H, W] or None,
-        grad_bias [C_out] or None)``; summed over the batch, the regulariser (H17, per output
+        grad_bias [C_out] or None)``; summed over the batch, the regulariser (per output
         kernel) added once per sample.
     """
     dtype = weight.dtype
@@ -133,7 +135,7 @@ def conv_hm2bp_backward(
     active_out = o_out > 0
     silent_out = (~active_out).to(dtype)
     delta = grad_counts.to(dtype) / rule.threshold  # [B, C_out, H', W']
-    pairs = _factor_pairs(pre, post, rule.kernel, dtype)  # [(X [T,B,C_out,H',W'], A [T,B,C_in,H,W]), ...]
+    pairs = _factor_pairs(pre, post, rule.psp_kernel, dtype)  # [(X [T,B,C_out,H',W'], A [T,B,C_in,H,W]), ...]
     bias_a = _bias_traces(T, dtype, weight.device) if bias is not None else None
 
     e_bias = None  # e_{o|bias} [B, C_out, H', W']
@@ -208,7 +210,7 @@ def pool_hm2bp_backward(
     effect_ratio: bool = True,
     time_chunk: int | None = None,
 ) -> Tensor:
-    r"""Error through a spiking pooling layer (spec §3.6): :math:`g_i = (g_{o(i)}/d)\,\rho_{o(i),i}`.
+    r"""Error through a spiking pooling layer ("Convolution and pooling"): :math:`g_i = (g_{o(i)}/d)\,\rho_{o(i),i}`.
 
     Args:
         pre: ``[T, B, C, H, W]`` input spikes; post: ``[T, B, C, H//p, W//p]`` output spikes.

@@ -1,4 +1,5 @@
-r"""Event-driven input current of spiking convolution and pooling layers (spec §1.2, §3.6).
+r"""Event-driven input current of spiking convolution and pooling layers
+(``docs/algorithm.md``, "Neuron model", "Convolution and pooling").
 
 A conv layer's current is the cross-correlation of the previous step's 0/1 input spikes with the
 kernels (stride :math:`s`, zero padding :math:`p`, no flip):

@@ -1,4 +1,5 @@
-r"""Event-driven HM2-BP backward of spiking conv and pooling layers (spec §3.4 per §3.6).
+r"""Event-driven HM2-BP backward of spiking conv and pooling layers
+(``docs/algorithm.md``, "Weight update" per "Convolution and pooling").
 
 The rule is the one of :mod:`hm2bp.functional.conv` (same equations, same silent-neuron
 constants); only the evaluation differs. With the post-side adjoint trace :math:`Q` of
@@ -38,8 +39,9 @@ from torch import Tensor
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from hm2bp.functional.conv_events import ConvGeometry, gather_conv_current, line_entries, line_stamps, split_events
-from hm2bp.functional.grad import HM2BPRule, regulariser_grad
+from hm2bp.functional.params import HM2BPRule
 from hm2bp.functional.psp import PSPKernel
+from hm2bp.functional.rule import regulariser_grad
 from hm2bp.functional.spsp import InputEvents, adjoint_trace, reset_events_from_index
 
 CONV_MEMORY_BUDGET = 128 * 2**20  # bytes per block of samples (Q's scans + one current chunk)
@@ -112,7 +114,7 @@ def conv_hm2bp_backward_events(
 
     Returns:
         ``(grad_weight, grad_input_counts [B, C_in, H, W] or None, grad_bias or None)``, summed
-        over the batch, the regulariser (H17) added once per sample.
+        over the batch, the regulariser added once per sample.
     """
     from hm2bp.functional.conv_input_trace import input_trace_terms
 
@@ -144,7 +146,7 @@ def conv_hm2bp_backward_events(
         raise ValueError("path='input' needs the input trains (pre)")
     if path == "auto":
         path = "output" if pre is None else choose_path(pre_events.s.numel(), post_index.numel(), T, B, geom,
-                                                        rule.kernel.window is not None, want_h)
+                                                        rule.psp_kernel.window is not None, want_h)
     terms = input_trace_terms if path == "input" else _output_trace_terms
     acc, h, gb = terms(pre_events, pre, post_index, geom, weight, rule, delta=delta, active_out=active_out,
                        o_out=o_out, bias=bias, want_h=want_h, group=group, memory_budget=memory_budget)
@@ -185,11 +187,11 @@ def _output_trace_terms(pre_events, pre, post_index, geom, weight, rule, *, delt
     T, B = pre_events.shape[:2]
     ho, wo, c_out, k = geom.h_out, geom.w_out, geom.c_out, geom.k
     n_out = c_out * ho * wo
-    per_sample = 2 * (T + rule.kernel.shift) * n_out + (CURRENT_CHUNK * n_out if rule.side_effect else 0)
+    per_sample = 2 * (T + rule.psp_kernel.shift) * n_out + (CURRENT_CHUNK * n_out if rule.side_effect else 0)
     group = _group(B, per_sample, weight.element_size(), memory_budget, group)
     events = reset_events_from_index(channels_last_index(post_index, T, B, c_out, ho, wo), T, B * n_out,
-                                     rule.kernel, dtype)
-    workspace = torch.empty(2 * (T + rule.kernel.shift) * group * n_out, dtype=dtype, device=device)
+                                     rule.psp_kernel, dtype)
+    workspace = torch.empty(2 * (T + rule.psp_kernel.shift) * group * n_out, dtype=dtype, device=device)
     stamps = line_stamps(weight, geom) if rule.side_effect else None
     w_taps = weight.permute(2, 3, 1, 0).contiguous()  # [k, k, C_in, C_out]
     acc = torch.zeros(k, k, geom.c_in, c_out, dtype=dtype, device=device)  # grad_w per tap, [C_in, C_out]
@@ -199,7 +201,7 @@ def _output_trace_terms(pre_events, pre, post_index, geom, weight, rule, *, delt
     for b0 in range(0, B, group):
         b1 = min(b0 + group, B)
         g = b1 - b0
-        q = adjoint_trace((T, g, ho, wo, c_out), rule.kernel, dtype, events=events.neurons(b0 * n_out, b1 * n_out),
+        q = adjoint_trace((T, g, ho, wo, c_out), rule.psp_kernel, dtype, events=events.neurons(b0 * n_out, b1 * n_out),
                           workspace=workspace)  # [T, g, H', W', C_out], channels-last
         ev = pre_events.samples(b0, b1)  # sorted by (b, c, iy, ix, s)
         ci = torch.div(ev.j, hw, rounding_mode="floor")

@@ -1,4 +1,5 @@
-r"""Conv HM2-BP terms from the input PSP traces and the output coefficient events (spec §2, §3.6).
+r"""Conv HM2-BP terms from the input PSP traces and the output coefficient events
+(``docs/algorithm.md``, "Spike-train-level PSP", "Convolution and pooling").
 
 The S-PSP of an output neuron :math:`o` from an input pixel :math:`i` in its receptive field is
 (``spsp.py``) a sum over the post-side coefficient events :math:`(t, o, v)` (at most three per
@@ -133,7 +134,7 @@ def input_trace_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, r
     from hm2bp.functional.conv_grad import _group
 
     dtype, device = weight.dtype, weight.device
-    kernel = rule.kernel
+    kernel = rule.psp_kernel
     T, B = pre.shape[:2]
     ho, wo, c_out, c_in, k, p = geom.h_out, geom.w_out, geom.c_out, geom.c_in, geom.k, geom.padding
     hp, wp = geom.h + 2 * p, geom.w + 2 * p

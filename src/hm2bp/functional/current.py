@@ -1,4 +1,5 @@
-r"""Synaptic current of 0/1 spike trains, event-driven when they are sparse (spec §1.2, §7.1).
+r"""Synaptic current of 0/1 spike trains, event-driven when they are sparse
+(``docs/algorithm.md``, "Neuron model").
 
 .. math::  I[t] = W\,s[t] \quad (+\,b),\qquad I_i[t] = \sum_{j:\ s_j[t] = 1} w_{ij}.
 

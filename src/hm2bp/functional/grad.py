@@ -1,25 +1,30 @@
-r"""HM2-BP macro/micro backward for one spiking layer (spec §3.2-3.5, §7.2).
+r"""HM2-BP macro/micro backward for one spiking layer (``docs/algorithm.md``, "Weight update").
 
 Given the layer's input and output spike trains and :math:`g_i = \partial E/\partial o_i` per
-sample, with :math:`\delta_i = g_i/\nu` (H9/H10), the official rule (spec §3.4) is
+sample, with :math:`\delta_i = g_i/\nu`, the rule is
 
 .. math::
 
     \frac{\partial E}{\partial w_{ij}} &= \sum_b \delta_{bi}\, e_{b,i|j}\,(1+\sigma_{bi})\,\gamma_{bi}
-        &&\text{(H13)}\\
+        &&\text{(weight gradient)}\\
     \sigma_i &= \frac{1}{\nu}\sum_l w_{il}\, r_{il},\quad r_{il} = e_{i|l}/o_i\ (o_i>0),\ 0.5\ (o_i=0)
-        &&\text{(side effect, H11/H12b)}\\
+        &&\text{(side effect)}\\
     g^{prev}_j &= \sum_i \delta_i\, w_{ij}\, \rho_{ij},\quad \rho_{ij} = e_{i|j}/o_j\ (o_i,o_j>0),\ 1\ \text{otherwise}
-        &&\text{(H10/H12a)}\\
+        &&\text{(effect ratio, error to the inputs)}\\
     \gamma_i &= \Big(1 - w_0^2 \sum_{l\ne i} d_i d_l\, \tfrac{e_{l|i}}{o_i}\tfrac{e_{i|l}}{o_l}\Big)^{-1}
-        &&\text{(lateral factor, H14)}
+        &&\text{(lateral factor, "Lateral inhibition")}
 
-with the silent-post constant :math:`e_{i|j} = 0.1` when :math:`o_i = 0 < o_j` (§2.3 item 4).
-The S-PSP matrices come from the post-side adjoint trace :math:`Q` and the 0/1 input spikes,
+with the silent-post constant :math:`e_{i|j} = 0.1` when :math:`o_i = 0 < o_j` ("Spike-train-level PSP").
+The rule's per-neuron factors live in ``rule.py``. The S-PSP matrices come from the post-side
+adjoint trace :math:`Q` and the 0/1 input spikes,
 :math:`E_b = Q_b^\top S_b` (``spsp.adjoint_trace``), gathered event by event over the input
 spikes (``spsp.spsp_from_trace``: ``nnz(S) N_out`` additions). They are formed for a block of
 samples at a time (``group``), so memory stays ``O(group N_in N_out + T group N_out)`` whatever the
 batch, and every factor of the rule is then a reduction of the block.
+
+The backward runs in three parts: :func:`prepare_backward` (counts, target injection, ``delta``,
+``gamma``, path, block size), then per block of samples :func:`block_weight_grad` and
+:func:`block_input_error`; :func:`hm2bp_backward` chains them on one :class:`LinearForward` record.
 """
 from __future__ import annotations
 
@@ -29,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hm2bp.functional._threads import single_thread
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8
-from hm2bp.functional.psp import PSPKernel
-from hm2bp.functional.spsp import InputEvents, adjoint_trace, materialise, reset_events, spsp_from_trace
+from hm2bp.functional.params import HM2BPRule
+from hm2bp.functional.rule import inject_target, lateral_factor, regulariser_grad, side_effect, spike_counts
+from hm2bp.functional.spsp import InputEvents, ResetEvents, adjoint_trace, reset_events, spsp_from_trace
 
 # Without an input error, the trace path costs ~2 nnz(S) N_out gathered additions, the S-PSP-matrix
 # path ~nnz(S) N_out plus passes over B N_in N_out that do not shrink with T; the trace path is
@@ -40,139 +45,232 @@ from hm2bp.functional.spsp import InputEvents, adjoint_trace, materialise, reset
 # faster at T = 50, 4 % slower at T = 400; docs/benchmarks.md, "Choosing the backward path").
 TRACE_MAX_SPIKES_PER_INPUT = 8.0
 CHUNK = 64  # inputs per chunk of the element-wise reductions over an S-PSP block (kept in cache)
+PATHS = ("auto", "matrix", "trace")  # "matrix": per-sample S-PSP matrices of a block; "trace": none
 
 
 @dataclass(frozen=True)
-class HM2BPRule:
-    """Options of the HM2-BP learning rule for one layer, each tied to its spec section."""
+class LinearForward:
+    """What the forward pass of one fully connected layer hands its backward (time-first).
 
-    threshold: float  # nu: delta = g / nu (H9/H10)
-    kernel: PSPKernel  # S-PSP convention (§2.3 official / §2.4 exact)
-    effect_ratio: bool = True  # §3.4 step 8 / H12a: error through W∘rho (False: through W)
-    side_effect: bool = True  # §3.4 step 9 / H11: factor (1 + sigma)
-    silent_spsp: float = 0.1  # §2.3 item 4: e_ij for a silent post with an active pre
-    silent_side_ratio: float = 0.5  # §3.4 step 9: r_il for a silent post
-    lateral_strength: float = 0.0  # w0 of the output inhibition -w0 (1 - I) (§3.5)
-    lateral_factor: bool = False  # §3.5 / H14: gamma (needs lateral_strength > 0)
-    target_injection: float | None = None  # §3.4 step 4: desired count of a silent target's train
-    max_lateral_factor: float = 10.0  # cap of gamma where the H14 series diverges (ours, not official)
-    reg_lambda: float = 0.0  # H17 regulariser lambda (official MNIST: 10)
-    reg_beta: float = 0.0  # H17 beta (official MNIST 0.04, N-MNIST 0.01, CNN test 0.4)
-    reg_limit: float = 8.0  # H17 weight limit L
-
-
-# ----------------------------------------------------------------------------- reduced products
-def spike_counts(spikes: Tensor, dtype: torch.dtype, chunk: int = 32) -> Tensor:
-    """``spikes.sum(0)`` in ``dtype`` for 0/1 trains ``[T, ...]``, accumulated over chunks of steps.
-
-    Exact (integer counts; float32 holds them exactly below 2^24). Summing a uint8/bool tensor directly first
-    materialises an int64 copy of the whole ``[T, ...]`` tensor (8 bytes per element: at T = 400,
-    B = 64, N = 784 that is 160 MB and ~0.1 s); per chunk the temporary is ``chunk`` steps only.
+    ``pre`` ``[T, B, N_in]`` input spikes and ``post`` ``[T, B, N_out]`` output spikes (0/1, any
+    dtype); the rest is optional, found from the trains when absent: the spike counts
+    ``counts_in`` ``[B, N_in]`` / ``counts_out`` ``[B, N_out]``, ``pre`` as
+    :class:`~hm2bp.functional.spsp.InputEvents`, the ascending flat indices of ``post``'s spikes,
+    and the labels ``target`` ``[B]`` (target injection, lateral factor).
     """
-    out = torch.zeros(spikes.shape[1:], dtype=dtype, device=spikes.device)
-    with single_thread(spikes.device):  # memory-bound small reductions: threads only add sync cost
-        for part in as_uint8(spikes).split(chunk):
-            out += part.sum(0, dtype=dtype)
-    return out
+
+    pre: Tensor
+    post: Tensor
+    counts_in: Tensor | None = None
+    counts_out: Tensor | None = None
+    pre_events: InputEvents | None = None
+    post_index: Tensor | None = None
+    target: Tensor | None = None
 
 
-# ----------------------------------------------------------------------------- official pieces
-def inject_target(post: Tensor, counts: Tensor, target: Tensor, desired: float, refractory: int) -> Tensor:
-    """Replace a silent target's train by regular spikes at ``m * floor(T / desired)``, m >= 1.
+@dataclass
+class BackwardPlan:
+    """The batch-wide quantities of one layer's backward (:func:`prepare_backward`), shared by its blocks.
 
-    ``post`` ``[T, B, N]``, ``counts`` ``[B, N]``, ``target`` ``[B]`` (spec §3.4 step 4; for
-    T = 400 and desired 35: 36 spikes at 11, 22, ..., 396). The spacing is at least
-    ``refractory + 1`` so the train stays a valid LIF output.
+    ``post`` is the output train after target injection and ``o_out`` its counts; ``delta = g / nu``,
+    ``gamma`` the lateral factor (or ``None``), ``silent_sigma`` the side effect of silent posts
+    (or ``None`` without the side effect); ``pre_events`` the input events (``None`` for a dense
+    input); ``by_trace`` whether the blocks skip the per-sample S-PSP matrices; ``group`` samples per
+    block; ``events`` the reset events of ``post``; the rest are work buffers reused by every block.
     """
-    T = post.shape[0]
-    rows = torch.arange(post.shape[1], device=post.device)
-    silent = counts[rows, target] == 0
-    if not bool(silent.any()):
-        return post
-    spacing = max(int(T // desired), refractory + 1)
-    train = torch.zeros(T, dtype=post.dtype, device=post.device)
-    train[spacing::spacing] = 1
-    post = post.clone()
-    b = rows[silent]
-    post[:, b, target[silent]] = train[:, None].expand(T, int(b.numel()))
-    return post
+
+    pre: Tensor
+    post: Tensor
+    o_in: Tensor
+    o_out: Tensor
+    delta: Tensor
+    gamma: Tensor | None
+    silent_out: Tensor
+    silent_sigma: Tensor | None
+    pre_events: InputEvents | None
+    by_trace: bool
+    group: int
+    events: ResetEvents
+    workspace: Tensor
+    w_buf: Tensor | None
+    chunk_buf: Tensor | None
+
+    def blocks(self):
+        """Slices of ``group`` samples covering the batch."""
+        B = self.post.shape[1]
+        for b0 in range(0, B, self.group):
+            yield slice(b0, min(b0 + self.group, B))
 
 
-def lateral_factor(post: Tensor, counts: Tensor, target: Tensor | None, rule: HM2BPRule) -> Tensor:
-    """Lateral factor ``gamma`` ``[B, N]`` of an inhibited output layer (H14, §3.5).
-
-    ``e`` between output trains is materialised (``[B, N, N]``, small: N = classes).
-    ``d_k = 1/nu`` if ``o_k > 0`` or ``k`` is the target, else 0; ratios are 1 if a count is 0.
-    """
-    e = materialise([(adjoint_trace(post, rule.kernel, counts.dtype), post.to(counts.dtype))])  # e[b, l, i]: post l, pre i
-    o = counts
-    both = (o[:, :, None] > 0) & (o[:, None, :] > 0)  # [B, l, i]
-    ratio = torch.where(both, e / o[:, None, :].clamp(min=1), torch.ones_like(e))  # e_{l|i} / o_i
-    pair = ratio * ratio.transpose(1, 2)  # (e_{l|i}/o_i)(e_{i|l}/o_l), symmetric
-    active = o > 0
-    if target is not None:
-        active = active.clone()
-        active[torch.arange(o.shape[0], device=o.device), target] = True
-    d = active.to(o.dtype) / rule.threshold  # [B, N]
-    eye = torch.eye(o.shape[1], dtype=torch.bool, device=o.device)
-    pair = pair.masked_fill(eye, 0.0)
-    s = d * (pair * d[:, :, None]).sum(1)  # sum over l != i of d_l d_i pair[l, i]
-    # The geometric series behind H14 converges only for w0^2 s < 1; past that the official formula
-    # gives an infinite or negative factor (a sign flip of the whole gradient row). Cap gamma at
-    # rule.max_lateral_factor instead (a deviation that never triggers in the golden cases).
-    denom = (1.0 - rule.lateral_strength**2 * s).clamp(min=1.0 / rule.max_lateral_factor)
-    return 1.0 / denom
-
-
-def regulariser_grad(weight: Tensor, rule: HM2BPRule) -> Tensor:
-    r"""Gradient of the weight-norm regulariser (H17), per post neuron :math:`i`:
-
-    :math:`\lambda\beta\,(w_{ij}/L)\,\exp(\beta(S_i - 1))`, :math:`S_i = \mathrm{mean}_j (w_{ij}/L)^2`.
-    """
-    if rule.reg_lambda == 0.0 or rule.reg_beta == 0.0:
-        return torch.zeros_like(weight)
-    wl = weight / rule.reg_limit
-    s = (wl * wl).mean(dim=tuple(range(1, weight.dim())), keepdim=True)
-    return rule.reg_lambda * rule.reg_beta * wl * torch.exp(rule.reg_beta * (s - 1.0))
-
-
-# ----------------------------------------------------------------------------- the layer backward
-def hm2bp_backward(
-    pre: Tensor,
-    post: Tensor,
+def prepare_backward(
+    forward: LinearForward,
     weight: Tensor,
     grad_counts: Tensor,
     rule: HM2BPRule,
     *,
-    target: Tensor | None = None,
-    need_input_grad: bool = True,
     bias: Tensor | None = None,
-    o_in: Tensor | None = None,
-    o_out: Tensor | None = None,
-    pre_events: InputEvents | None = None,
-    post_index: Tensor | None = None,
+    need_input_grad: bool = True,
+    path: str = "auto",
+    group: int | None = None,
+    memory_budget: int = 64 * 2**20,
+) -> BackwardPlan:
+    """Everything of the rule that is per sample and neuron (counts, target injection, ``delta``,
+    ``gamma``, the silent-post side effect), the path, the block size and the buffers."""
+    pre, post, post_index = forward.pre, forward.post, forward.post_index
+    dtype = weight.dtype
+    T, B = post.shape[:2]
+    counts_raw = forward.counts_out.to(dtype) if forward.counts_out is not None else spike_counts(post, dtype)
+    o_in = forward.counts_in.to(dtype) if forward.counts_in is not None else spike_counts(pre, dtype)  # [B, N_in]
+    target = forward.target
+    gamma = None
+    if rule.lateral_factor and rule.lateral_inhibition != 0.0:
+        gamma = lateral_factor(post.to(dtype), counts_raw, target, rule)
+    if rule.target_injection is not None and target is not None:
+        injected = inject_target(post, counts_raw, target, rule.target_injection, rule.psp_kernel.refractory)
+    else:
+        injected = post
+    # inject_target returns its input when no target was silent: the counts are unchanged then
+    o_out = counts_raw if injected is post else spike_counts(injected, dtype)
+    if injected is not post:
+        post_index = None  # the injected trains have other spikes
+    post = injected
+    delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
+    silent_out = (o_out == 0).to(dtype)  # 1 where a post neuron fired no spike
+    silent_sigma = None
+    if rule.side_effect:
+        silent_sigma = rule.silent_side_ratio * weight.sum(1) / rule.threshold  # [N_out]
+        if bias is not None:
+            silent_sigma = silent_sigma + rule.silent_side_ratio * bias / rule.threshold
+    pre_events = forward.pre_events
+    if pre_events is None:  # count first: a dense input needs no event list
+        density = int(torch.count_nonzero(as_uint8(pre))) / max(1, pre.numel())
+        pre_events = InputEvents.from_spikes(pre) if density <= MAX_SPARSE_DENSITY else None
+    else:
+        density = pre_events.density()
+    n_out = post[0, 0].numel()
+    # Without an error to the inputs, the rule needs only a_ff and the coefficient-weighted sum of
+    # e over samples: both contract Q with the input events directly ("trace" path), with no
+    # per-sample [N_in, N_out] S-PSP matrix (whose cost does not shrink with T).
+    if path == "spsp":  # the old name of "matrix"
+        path = "matrix"
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    can_trace = not need_input_grad and pre_events is not None
+    if path == "trace" and not can_trace:
+        raise ValueError("path='trace' needs need_input_grad=False and sparse input spikes")
+    by_trace = path == "trace" or (path == "auto" and can_trace and density * T < TRACE_MAX_SPIKES_PER_INPUT)
+    item = weight.element_size()
+    if group is None:
+        per_sample = 3 * T * n_out  # the two scans' workspace (+ the trace path's current chunks)
+        if not by_trace:  # e_b, and w_ij e_{i|j} when the error to the inputs needs it
+            per_sample += (2 if need_input_grad and rule.effect_ratio else 1) * weight.numel()
+        group = max(1, min(B, memory_budget // (per_sample * item)))
+    events = reset_events(post, rule.psp_kernel, dtype, index=post_index)  # once for the batch, sliced per block
+    # buffers reused by every block (fresh multi-MB tensors per block cost page faults)
+    workspace = torch.empty(2 * (T + rule.psp_kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
+    n_in = weight.shape[1]
+    w_buf = None  # w_ij e_{i|j} of a block, when the error to the inputs needs it whole
+    if not by_trace and need_input_grad and rule.effect_ratio:
+        w_buf = torch.empty(group * n_in * n_out, dtype=dtype, device=weight.device)
+    chunk_buf = None if by_trace else torch.empty(group * min(n_in, CHUNK) * n_out, dtype=dtype, device=weight.device)
+    return BackwardPlan(pre, post, o_in, o_out, delta, gamma, silent_out, silent_sigma, pre_events, by_trace, group,
+                        events, workspace, w_buf, chunk_buf)
+
+
+def block_weight_grad(
+    plan: BackwardPlan,
+    rows: slice,
+    weight_t: Tensor,
+    rule: HM2BPRule,
+    grad_wt: Tensor,
+    grad_b: Tensor | None,
+    *,
+    bias: Tensor | None,
+    need_input_grad: bool,
+) -> Tensor | None:
+    """Add one block's weight (and bias) gradient, ``sum_b delta_i e_{b,i|j} (1 + sigma_i) gamma_i``
+    plus the silent-post term, to ``grad_wt`` ``[N_in, N_out]`` (and ``grad_b``).
+
+    Returns ``w_ij e_{i|j}`` ``[g, N_in, N_out]`` when the error to the inputs needs it (the matrix
+    path forms it once for the side effect and the error), else ``None``.
+    """
+    n_out = plan.post[0, 0].numel()
+    g = rows.stop - rows.start
+    block_events = plan.events.neurons(rows.start * n_out, rows.stop * n_out)
+    q = adjoint_trace(plan.post[:, rows], rule.psp_kernel, weight_t.dtype, events=block_events,
+                      workspace=plan.workspace)  # [T, g, N_out]
+    sparse_pre = plan.pre_events is not None
+    block_pre = plan.pre_events.samples(rows.start, rows.stop) if sparse_pre else plan.pre[:, rows]
+    e_bias = q.sum(0) if bias is not None else None  # the always-on input (fires at every step)
+    coef = plan.delta[rows]
+    if plan.gamma is not None:
+        coef = coef * plan.gamma[rows]
+    weighted = None  # w_ij e_{i|j}, shared by the side effect and the error to the inputs
+    if plan.by_trace:
+        if rule.side_effect:
+            a_ff = _trace_dot_current(q, block_pre, weight_t)  # sum_s Q[s] (W s[s]): T-PSP of the synapses
+            if bias is not None:
+                a_ff = a_ff + bias * e_bias
+            coef = coef * (1.0 + side_effect(a_ff, plan.o_out[rows], plan.silent_sigma, rule))
+        grad_wt += _events_weighted_trace(q.mul_(coef), block_pre)  # sum_b coef[b, i] e_{b, i|j}
+    else:
+        e_t = spsp_from_trace(q, block_pre)  # [g, N_in, N_out]: e_t[b, j, i] = e_{b, i|j}
+        if need_input_grad and rule.effect_ratio:
+            weighted = torch.mul(e_t, weight_t, out=plan.w_buf[: g * weight_t.numel()].view(e_t.shape))
+        if rule.side_effect:
+            # [g, N_out]: T-PSP of the feed-forward synapses
+            a_ff = weighted.sum(1) if weighted is not None else _weighted_rows(e_t, weight_t, plan.chunk_buf)
+            if bias is not None:
+                a_ff = a_ff + bias * e_bias
+            coef = coef * (1.0 + side_effect(a_ff, plan.o_out[rows], plan.silent_sigma, rule))
+        _add_sample_weighted(grad_wt, e_t, coef, plan.chunk_buf)  # sum_b coef[b, i] e_t[b, j, i]
+        del e_t
+    del q
+    silent_coef = coef * plan.silent_out[rows]  # silent posts: e = silent_spsp per active pre
+    grad_wt += rule.silent_spsp * (plan.o_in[rows] > 0).to(weight_t.dtype).t() @ silent_coef
+    if grad_b is not None:
+        grad_b += (e_bias * coef).sum(0) + rule.silent_spsp * silent_coef.sum(0)
+    return weighted
+
+
+def block_input_error(plan: BackwardPlan, rows: slice, weight: Tensor, weighted: Tensor | None,
+                      rule: HM2BPRule) -> Tensor:
+    """``dE/do`` of one block's input counts ``[g, N_in]``: ``sum_i delta_i w_ij rho_ij`` with
+    ``rho_ij = e_{i|j} / o_j`` (``weighted`` holds ``w_ij e_{i|j}``), ``rho = 1`` where a count is 0;
+    plain ``sum_i delta_i w_ij`` without the effect ratio. Neither ``sigma`` nor ``gamma`` enters."""
+    d = plan.delta[rows]
+    if not rule.effect_ratio:
+        return d @ weight
+    h = torch.bmm(weighted, d.unsqueeze(-1)).squeeze(-1)  # sum_i delta_i w_ij e_{i|j}
+    o_j = plan.o_in[rows]
+    from_silent = (d * plan.silent_out[rows]) @ weight  # rho = 1 where o_i = 0
+    return torch.where(o_j > 0, h / o_j.clamp(min=1) + from_silent, d @ weight)
+
+
+def hm2bp_backward(
+    forward: LinearForward,
+    weight: Tensor,
+    grad_counts: Tensor,
+    rule: HM2BPRule,
+    *,
+    bias: Tensor | None = None,
+    need_input_grad: bool = True,
     path: str = "auto",
     group: int | None = None,
     memory_budget: int = 64 * 2**20,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """HM2-BP gradients of one fully connected spiking layer, per spec §3.4.
+    """HM2-BP gradients of one fully connected spiking layer (``docs/algorithm.md``, "Weight update").
 
     Args:
-        pre: ``[T, B, N_in]`` input spikes (0/1, any dtype).
-        post: ``[T, B, N_out]`` output spikes of the forward pass.
+        forward: the layer's forward record (:class:`LinearForward`: input and output trains,
+            optional counts, input events, output spike index and labels).
         weight: ``[N_out, N_in]`` feed-forward weights (pre-update).
         grad_counts: ``[B, N_out]`` ``dE/do`` of this layer's output counts.
-        rule: the learning-rule options.
-        target: ``[B]`` labels, used by target injection and the lateral factor.
-        need_input_grad: also return ``dE/do`` of the input counts.
+        rule: the learning-rule record.
         bias: optional ``[N_out]`` bias, modelled as a synapse from an input that fires at
             every step (its weight gradient uses the same S-PSP rule).
-        o_in, o_out: the input and output spike counts ``[B, N]`` when the caller has them
-            (the forward pass does); computed from the trains otherwise.
-        pre_events: ``pre`` as :class:`~hm2bp.functional.spsp.InputEvents` when the caller has
-            them (the event-driven forward does); found from ``pre`` otherwise.
-        post_index: ascending flat indices of ``post``'s spikes when the caller has them.
-        path: ``"spsp"`` forms the per-sample S-PSP matrices of a block and reduces them;
+        need_input_grad: also return ``dE/do`` of the input counts.
+        path: ``"matrix"`` forms the per-sample S-PSP matrices of a block and reduces them;
             ``"trace"`` (only without ``need_input_grad``, sparse inputs) contracts the adjoint
             trace with the input events twice (the side-effect T-PSP against the re-gathered
             current, then the coefficient-weighted trace), with no per-sample matrix;
@@ -187,120 +285,24 @@ def hm2bp_backward(
 
     Returns:
         ``(grad_weight [N_out, N_in], grad_input_counts [B, N_in] or None, grad_bias or None)``.
-        Weight gradients are summed over the batch; the regulariser (H17) is added once per
+        Weight gradients are summed over the batch; the regulariser is added once per
         sample (``B`` times), as the official per-sample updates do.
     """
-    dtype = weight.dtype
-    T, B = post.shape[:2]
-    n_in = weight.shape[1]
-    counts_raw = o_out.to(dtype) if o_out is not None else spike_counts(post, dtype)  # [B, N_out]
-    o_in = o_in.to(dtype) if o_in is not None else spike_counts(pre, dtype)  # [B, N_in]
-    gamma = None
-    if rule.lateral_factor and rule.lateral_strength != 0.0:
-        gamma = lateral_factor(post.to(dtype), counts_raw, target, rule)
-    if rule.target_injection is not None and target is not None:
-        injected = inject_target(post, counts_raw, target, rule.target_injection, rule.kernel.refractory)
-    else:
-        injected = post
-    # inject_target returns its input when no target was silent: the counts are unchanged then
-    o_out = counts_raw if injected is post else spike_counts(injected, dtype)
-    if injected is not post:
-        post_index = None  # the injected trains have other spikes
-    post = injected
-    delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
-    silent_out = (o_out == 0).to(dtype)  # 1 where a post neuron fired no spike
+    plan = prepare_backward(forward, weight, grad_counts, rule, bias=bias, need_input_grad=need_input_grad,
+                            path=path, group=group, memory_budget=memory_budget)
+    B = plan.post.shape[1]
     weight_t = weight.t().contiguous()  # [N_in, N_out]; gathered by row and read in row chunks
-    if rule.side_effect:
-        silent_sigma = rule.silent_side_ratio * weight.sum(1) / rule.threshold  # [N_out]
-        if bias is not None:
-            silent_sigma = silent_sigma + rule.silent_side_ratio * bias / rule.threshold
     grad_wt = torch.zeros_like(weight_t)  # [N_in, N_out]
     grad_b = torch.zeros_like(bias) if bias is not None else None
-    grad_in = torch.empty(B, n_in, dtype=dtype, device=weight.device) if need_input_grad else None
-    if pre_events is None:  # count first: a dense input needs no event list
-        density = int(torch.count_nonzero(as_uint8(pre))) / max(1, pre.numel())
-        pre_events = InputEvents.from_spikes(pre) if density <= MAX_SPARSE_DENSITY else None
-    else:
-        density = pre_events.density()
-    sparse_pre = pre_events is not None
-    n_out = post[0, 0].numel()
-    # Without an error to the inputs, the rule needs only a_ff and the coefficient-weighted sum of
-    # e over samples: both contract Q with the input events directly ("trace" path), with no
-    # per-sample [N_in, N_out] S-PSP matrix (whose cost does not shrink with T).
-    if path not in ("auto", "spsp", "trace"):
-        raise ValueError(f"path must be 'auto', 'spsp' or 'trace', got {path!r}")
-    can_trace = not need_input_grad and sparse_pre
-    if path == "trace" and not can_trace:
-        raise ValueError("path='trace' needs need_input_grad=False and sparse input spikes")
-    by_trace = path == "trace" or (
-        path == "auto" and can_trace and density * T < TRACE_MAX_SPIKES_PER_INPUT
-    )
-    item = weight.element_size()
-    if group is None:
-        per_sample = 3 * T * n_out  # the two scans' workspace (+ the trace path's current chunks)
-        if not by_trace:  # e_b, and w_ij e_{i|j} when the error to the inputs needs it
-            per_sample += (2 if need_input_grad and rule.effect_ratio else 1) * weight.numel()
-        group = max(1, min(B, memory_budget // (per_sample * item)))
-    events = reset_events(post, rule.kernel, dtype, index=post_index)  # once for the batch, sliced per block
-    # buffers reused by every block (fresh multi-MB tensors per block cost page faults)
-    workspace = torch.empty(2 * (T + rule.kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
-    n_ff = n_in * n_out
-    w_buf = None  # w_ij e_{i|j} of a block, when the error to the inputs needs it whole
-    if not by_trace and need_input_grad and rule.effect_ratio:
-        w_buf = torch.empty(group * n_ff, dtype=dtype, device=weight.device)
-    chunk_buf = None if by_trace else torch.empty(group * min(n_in, CHUNK) * n_out, dtype=dtype, device=weight.device)
-    for b0 in range(0, B, group):
-        rows = slice(b0, min(b0 + group, B))
-        g = rows.stop - rows.start
-        block_events = events.neurons(b0 * n_out, rows.stop * n_out)
-        q = adjoint_trace(post[:, rows], rule.kernel, dtype, events=block_events, workspace=workspace)  # [T, g, N_out]
-        block_pre = pre_events.samples(rows.start, rows.stop) if sparse_pre else pre[:, rows]
-        e_bias = q.sum(0) if bias is not None else None  # the always-on input (fires at every step)
-        coef = delta[rows]
-        if gamma is not None:
-            coef = coef * gamma[rows]
-        if by_trace:
-            if rule.side_effect:
-                a_ff = _trace_dot_current(q, block_pre, weight_t)  # sum_s Q[s] (W s[s]): T-PSP (H6)
-                if bias is not None:
-                    a_ff = a_ff + bias * e_bias
-                coef = coef * (1.0 + _sigma(a_ff, o_out[rows], silent_sigma, rule))
-            grad_wt += _events_weighted_trace(q.mul_(coef), block_pre)  # sum_b coef[b, i] e_{b, i|j}
-        else:
-            e_t = spsp_from_trace(q, block_pre)  # [g, N_in, N_out]: e_t[b, j, i] = e_{b, i|j}
-            weighted = None  # w_ij e_{i|j}, shared by the side effect and the error to the inputs
-            if need_input_grad and rule.effect_ratio:
-                weighted = torch.mul(e_t, weight_t, out=w_buf[: g * n_ff].view(e_t.shape))  # [g, N_in, N_out]
-            if rule.side_effect:
-                # [g, N_out]: T-PSP of the feed-forward synapses (H6)
-                a_ff = weighted.sum(1) if weighted is not None else _weighted_rows(e_t, weight_t, chunk_buf)
-                if bias is not None:
-                    a_ff = a_ff + bias * e_bias
-                coef = coef * (1.0 + _sigma(a_ff, o_out[rows], silent_sigma, rule))
-            _add_sample_weighted(grad_wt, e_t, coef, chunk_buf)  # sum_b coef[b, i] e_t[b, j, i]
-            del e_t
-        del q
-        silent_coef = coef * silent_out[rows]  # silent posts: e = silent_spsp per active pre
-        grad_wt += rule.silent_spsp * (o_in[rows] > 0).to(dtype).t() @ silent_coef
-        if grad_b is not None:
-            grad_b += (e_bias * coef).sum(0) + rule.silent_spsp * silent_coef.sum(0)
+    grad_in = torch.empty(B, weight.shape[1], dtype=weight.dtype, device=weight.device) if need_input_grad else None
+    for rows in plan.blocks():
+        weighted = block_weight_grad(plan, rows, weight_t, rule, grad_wt, grad_b, bias=bias,
+                                     need_input_grad=need_input_grad)
         if need_input_grad:
-            d = delta[rows]
-            if rule.effect_ratio:
-                h = torch.bmm(weighted, d.unsqueeze(-1)).squeeze(-1)  # sum_i delta_i w_ij e_{i|j}
-                o_j = o_in[rows]
-                from_silent = (d * silent_out[rows]) @ weight  # rho = 1 where o_i = 0
-                grad_in[rows] = torch.where(o_j > 0, h / o_j.clamp(min=1) + from_silent, d @ weight)
-                del weighted
-            else:
-                grad_in[rows] = d @ weight
+            grad_in[rows] = block_input_error(plan, rows, weight, weighted, rule)
+        del weighted
     grad_w = grad_wt.t() + B * regulariser_grad(weight, rule)
     return grad_w, grad_in, grad_b
-
-
-def _sigma(a_ff: Tensor, o: Tensor, silent_sigma: Tensor, rule: HM2BPRule) -> Tensor:
-    """Side effect ``sigma = a_ff / (nu o)``, the silent constant where ``o = 0`` (§3.4 step 9)."""
-    return torch.where(o > 0, a_ff / (rule.threshold * o.clamp(min=1)), silent_sigma)
 
 
 def _trace_dot_current(q: Tensor, pre: InputEvents, weight_t: Tensor, chunk: int = 32) -> Tensor:

@@ -1,4 +1,4 @@
-r"""Discrete-time LIF simulator of the official HM2-BP program (spec §1.2).
+r"""Discrete-time LIF simulator of the official HM2-BP program (``docs/algorithm.md``, "Neuron model").
 
 Time-first layout: currents and spikes are ``[T, B, N]``.
 
@@ -23,13 +23,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hm2bp.functional._threads import single_thread
+from hm2bp.functional.params import LIFParams
 
 
 class LIFScan:
-    r"""The §1.2 LIF dynamics stepped block by block, writing into a preallocated spike tensor.
+    r"""The LIF dynamics of ``docs/algorithm.md`` ("Neuron model") stepped block by block, writing
+    into a preallocated spike tensor.
 
-    ``spikes`` ``[T, ...]`` bool receives the output; feed the current in consecutive blocks with
+    ``spikes`` ``[T, ...]`` bool receives the output; ``neuron`` holds the constants; feed the current in consecutive blocks with
     :meth:`run` (``current[t]`` for ``t = t0 .. t0 + L - 1``). The state carried between blocks
     is ``(epsilon, v)`` and the last ``T_ref`` spike rows; ``counts`` accumulates the spike
     counts (exact integers in float).
@@ -54,15 +55,12 @@ class LIFScan:
     def __init__(
         self,
         spikes: Tensor,
-        threshold: float,
+        neuron: LIFParams,
         *,
-        tau_m: float = 64.0,
-        tau_s: float = 8.0,
-        refractory: int = 2,
         lateral: Tensor | None = None,
-        threshold_eps: float = 1e-6,
         dtype: torch.dtype = torch.float32,
     ) -> None:
+        tau_m, tau_s = neuron.tau_m, neuron.tau_s
         self.spikes = spikes
         state_shape = spikes.shape[1:]
         self.v = torch.zeros(state_shape, dtype=dtype, device=spikes.device)
@@ -71,8 +69,8 @@ class LIFScan:
         self.counts = torch.zeros_like(self.v)  # spikes so far per neuron
         self.leak_m = 1.0 - 1.0 / tau_m
         self.leak_s = 1.0 - 1.0 / tau_s
-        self.theta = (threshold - threshold_eps) * tau_s  # threshold of u = tau_s v
-        self.refractory = int(refractory)
+        self.theta = (neuron.threshold - neuron.threshold_eps) * tau_s  # threshold of u = tau_s v
+        self.refractory = int(neuron.refractory)
         self.lat_t = lateral.t().to(dtype) if lateral is not None else None
         # float spike rows of the previous T_ref steps (t < 1: none)
         self.history = torch.zeros((max(self.refractory, 1), *state_shape), dtype=dtype, device=spikes.device)
@@ -80,7 +78,7 @@ class LIFScan:
 
     def run(self, t0: int, current: Tensor) -> None:
         """Advance over ``current`` ``[L, ...]`` = the input current at times ``t0 .. t0+L-1``."""
-        first = max(t0, 1)  # t = 0: leak of the zero state only, never a spike (§1.2 step 1)
+        first = max(t0, 1)  # t = 0: leak of the zero state only, never a spike
         if first >= t0 + current.shape[0]:
             return
         current = current[first - t0 :]
@@ -92,25 +90,24 @@ class LIFScan:
         rows[:H] = self.history
         u, ep, recent = self.v, self.ep, self.recent
         inputs, spike_rows = current.unbind(0), rows.unbind(0)  # per-step views made once
-        with single_thread(u.device):
-            for k in range(L):
-                torch.add(inputs[k], ep, alpha=self.leak_s, out=ep)
-                if self.lat_t is not None:
-                    ep.addmm_(spike_rows[H + k - 1], self.lat_t)  # the layer's own spikes at t - 1
-                torch.add(ep, u, alpha=self.leak_m, out=u)
-                s = spike_rows[H + k]
-                if R > 0:
-                    u.addcmul_(u, recent, value=-1.0)  # clamp: u (1 - w_t)
-                    torch.gt(u, self.theta, out=s)
-                    if R == 1:
-                        recent.copy_(s)
-                    elif R == 2:
-                        torch.add(s, spike_rows[H + k - 1], out=recent)
-                    else:
-                        recent.add_(s).sub_(spike_rows[H + k - R])
+        for k in range(L):
+            torch.add(inputs[k], ep, alpha=self.leak_s, out=ep)
+            if self.lat_t is not None:
+                ep.addmm_(spike_rows[H + k - 1], self.lat_t)  # the layer's own spikes at t - 1
+            torch.add(ep, u, alpha=self.leak_m, out=u)
+            s = spike_rows[H + k]
+            if R > 0:
+                u.addcmul_(u, recent, value=-1.0)  # clamp: u (1 - w_t)
+                torch.gt(u, self.theta, out=s)
+                if R == 1:
+                    recent.copy_(s)
+                elif R == 2:
+                    torch.add(s, spike_rows[H + k - 1], out=recent)
                 else:
-                    torch.gt(u, self.theta, out=s)
-                    u.addcmul_(u, s, value=-1.0)  # reset on a spike
+                    recent.add_(s).sub_(spike_rows[H + k - R])
+            else:
+                torch.gt(u, self.theta, out=s)
+                u.addcmul_(u, s, value=-1.0)  # reset on a spike
         self.spikes[first : first + L].copy_(rows[H:])
         self.counts += rows[H:].sum(0)
         self.history.copy_(rows[L:])
@@ -120,24 +117,24 @@ def lif_simulate(
     current: Tensor,
     threshold: float,
     *,
-    tau_m: float = 64.0,
-    tau_s: float = 8.0,
-    refractory: int = 2,
+    tau_m: float = LIFParams.tau_m,
+    tau_s: float = LIFParams.tau_s,
+    refractory: int = LIFParams.refractory,
     lateral: Tensor | None = None,
-    threshold_eps: float = 1e-6,
+    threshold_eps: float = LIFParams.threshold_eps,
     block: int = 64,
 ) -> Tensor:
     """Simulate LIF neurons driven by a delayed input current.
 
     Args:
         current: ``[T, B, N]`` feed-forward current added to the synaptic trace at each step
-            (``current[t] = W s_in[t-1]``; ``current[0]`` is ignored, spec §1.2 step 1).
+            (``current[t] = W s_in[t-1]``; ``current[0]`` is ignored).
         threshold: firing threshold :math:`\\nu`.
         tau_m, tau_s: membrane and synaptic time constants in steps (official: 64, 8).
         refractory: :math:`T_{ref}` in steps (official: 2); ``v`` is clamped to 0 for this many
             steps after a spike, so the minimum inter-spike interval is ``refractory + 1``.
         lateral: optional ``[N, N]`` matrix ``W_lat[post, pre]`` applied to the layer's own spikes
-            at ``t-1`` (spec §3.5, §10.2); output inhibition is ``-w0 (1 - I)``.
+            at ``t-1`` ("Lateral inhibition"); output inhibition is ``-w0 (1 - I)``.
         threshold_eps: a spike needs ``v > threshold - threshold_eps`` (official FC/pool: 1e-6,
             conv: 0).
         block: time steps per call of :meth:`LIFScan.run`.
@@ -146,8 +143,8 @@ def lif_simulate(
         ``[T, B, N]`` bool spike trains.
     """
     spikes = torch.zeros(current.shape, dtype=torch.bool, device=current.device)
-    scan = LIFScan(spikes, threshold, tau_m=tau_m, tau_s=tau_s, refractory=refractory, lateral=lateral,
-                   threshold_eps=threshold_eps, dtype=current.dtype)
+    neuron = LIFParams(threshold, tau_m=tau_m, tau_s=tau_s, refractory=refractory, threshold_eps=threshold_eps)
+    scan = LIFScan(spikes, neuron, lateral=lateral, dtype=current.dtype)
     for t0 in range(0, current.shape[0], block):
         scan.run(t0, current[t0 : t0 + block])
     return spikes

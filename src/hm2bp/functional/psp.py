@@ -1,4 +1,5 @@
-r"""PSP traces of spike trains and the two S-PSP conventions (spec §1.2, §2.3, §2.4, §7.2).
+r"""PSP traces of spike trains and the two S-PSP conventions
+(``docs/algorithm.md``, "Neuron model", "Spike-train-level PSP").
 
 Both conventions write the never-reset unit PSP of one input spike as a difference of two
 geometric traces,
@@ -9,14 +10,14 @@ geometric traces,
     A^{(x)}_j[t] = \sum_{k:\ t^{(k)}_j + \Delta \le t} x^{\,t - t^{(k)}_j - \Delta},\qquad
     C = \frac{\tau_m}{\tau_m - \tau_s}.
 
-* ``exact`` (H16): :math:`a = 1 - 1/\tau_m`, :math:`b = 1 - 1/\tau_s`, :math:`\Delta = 0`.
-  This is exactly the membrane response of the §1.2 simulator to a unit-weight spike
+* ``exact``: :math:`a = 1 - 1/\tau_m`, :math:`b = 1 - 1/\tau_s`, :math:`\Delta = 0`.
+  This is exactly the membrane response of the simulator ("Neuron model") to a unit-weight spike
   (0.125 at lag 1, 0.232422 at lag 2, ...), first reset at :math:`r_1 = 0`, no window.
-* ``official`` (§2.3): the continuous kernel :math:`\varepsilon_0(t) = C(e^{-t/\tau_m} - e^{-t/\tau_s})`,
+* ``official`` (the authors' program): the continuous kernel :math:`\varepsilon_0(t) = C(e^{-t/\tau_m} - e^{-t/\tau_s})`,
   i.e. :math:`a = e^{-1/\tau_m}`, :math:`b = e^{-1/\tau_s}`, pre spikes shifted by
   :math:`\Delta = T_{ref}`, first reset at :math:`r_1 = 1`, and only pre spikes with
   :math:`1 \le t_{pre}`, :math:`t_{post} - 4\tau_m \le t_{pre} < t_{post}` counted.
-* ``paper`` (§6.1): the continuous kernel without shift, window or the first-reset offset.
+* ``paper`` (the paper's formula): the continuous kernel without shift, window or the first-reset offset.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hm2bp.functional._threads import single_thread
+from hm2bp.functional.params import LIFParams
 
 CONVENTIONS = ("exact", "official", "paper")
 
@@ -45,7 +46,8 @@ class PSPKernel:
     refractory: int  # T_ref: r_f = t_{f-1} + T_ref
 
     @classmethod
-    def make(cls, convention: str, tau_m: float = 64.0, tau_s: float = 8.0, refractory: int = 2) -> "PSPKernel":
+    def make(cls, convention: str, tau_m: float = LIFParams.tau_m, tau_s: float = LIFParams.tau_s,
+             refractory: int = LIFParams.refractory) -> "PSPKernel":
         if convention not in CONVENTIONS:
             raise ValueError(f"spsp convention must be one of {CONVENTIONS}, got {convention!r}")
         if not tau_m > tau_s > 0:
@@ -77,17 +79,16 @@ def exp_trace(spikes: Tensor, decay: float, shift: int = 0, dtype: torch.dtype |
     if shift >= T:
         return out
     src = spikes[: T - shift].to(dtype)  # spike at t lands at t + shift
-    with single_thread(spikes.device):
-        out[shift] = src[0]
-        for t in range(shift + 1, T):
-            torch.add(src[t - shift], out[t - 1], alpha=decay, out=out[t])
+    out[shift] = src[0]
+    for t in range(shift + 1, T):
+        torch.add(src[t - shift], out[t - 1], alpha=decay, out=out[t])
     return out
 
 
 def psp_traces(pre: Tensor, kernel: PSPKernel, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
     """The two traces ``(A_a, A_b)`` of ``pre`` ``[T, ...]``; the free PSP is ``C (A_a - A_b)``.
 
-    Under ``official``, input spikes at ``t < min_pre_time`` are dropped first (spec §2.3).
+    Under ``official``, input spikes at ``t < min_pre_time`` are dropped first.
     """
     if kernel.min_pre_time > 0:
         pre = pre.clone()

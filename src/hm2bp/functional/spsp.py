@@ -1,4 +1,4 @@
-r"""Spike-train level PSP (S-PSP) in matrix form (spec §2, §7.2, eqs. H15/H16).
+r"""Spike-train level PSP (S-PSP) in matrix form (``docs/algorithm.md``, "Spike-train-level PSP").
 
 For post neuron :math:`i` with spikes :math:`t_f`, reset times :math:`r_1` and
 :math:`r_f = t_{f-1} + T_{ref}`, and the never-reset input trace :math:`P_j` (``psp.py``):
@@ -16,7 +16,7 @@ excluded early input spikes are removed with a correction at
 
 with sparse post-side coefficient rasters :math:`X` (at most three non-zeros per post spike).
 This module builds the factors; ``grad.py`` contracts them without ever forming ``E``
-during training. :func:`spsp` materialises ``E`` for tests and inspection.
+during training. ``reference.spsp_matrix`` materialises ``E`` for tests and inspection.
 """
 from __future__ import annotations
 
@@ -27,9 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hm2bp.functional._threads import single_thread
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8, index_dtype
-from hm2bp.functional.psp import PSPKernel, psp_traces
+from hm2bp.functional.psp import PSPKernel
 
 
 @dataclass(frozen=True)
@@ -143,58 +142,6 @@ def _interleave(*parts: Tensor) -> Tensor:
     return torch.stack(parts, dim=1).reshape(-1)
 
 
-def reset_coefficients(post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-    """Post-side coefficient rasters ``(X_a, X_b)``, each ``[T, B, N_out]``.
-
-    Without a window ``X_a == X_b == S - R`` (the same tensor). ``post`` must respect
-    refractoriness (inter-spike interval > ``kernel.refractory``), as every simulated train does.
-    """
-    return reset_events(post, kernel, dtype).dense(tuple(post.shape), dtype)
-
-
-def spsp_factors(pre: Tensor, post: Tensor, kernel: PSPKernel, dtype: torch.dtype = torch.float32) -> list[tuple[Tensor, Tensor]]:
-    """Factor pairs ``[(X, A), ...]`` with ``E_b = sum_pairs X_b^T A_b`` (time contracted).
-
-    ``pre`` ``[T, B, N_in]``, ``post`` ``[T, B, N_out]``; every ``X`` is ``[T, B, N_out]`` and
-    every ``A`` ``[T, B, N_in]``. One pair without a window (``X = S - R``, ``A = P``), two with it.
-    """
-    xa, xb = reset_coefficients(post, kernel, dtype)
-    aa, ab = psp_traces(pre, kernel, dtype)
-    if kernel.window is None:
-        return [(xa, kernel.scale * (aa - ab))]
-    return [(kernel.scale * xa, aa), (-kernel.scale * xb, ab)]
-
-
-def spsp(
-    pre: Tensor,
-    post: Tensor,
-    *,
-    tau_m: float = 64.0,
-    tau_s: float = 8.0,
-    refractory: int = 2,
-    convention: str = "exact",
-    dtype: torch.dtype = torch.float64,
-) -> Tensor:
-    """Materialised S-PSP ``e[b, i, j]`` of post ``i`` from pre ``j``, ``[B, N_out, N_in]``.
-
-    ``pre`` ``[T, B, N_in]`` and ``post`` ``[T, B, N_out]`` are 0/1 spike trains. This is the
-    definition (H5) evaluated in matrix form, without the official silent-neuron constants
-    (those belong to the learning rule, ``grad.py``). For tests and inspection only: training
-    never builds this tensor.
-    """
-    kernel = PSPKernel.make(convention, tau_m, tau_s, refractory)
-    return materialise(spsp_factors(pre, post, kernel, dtype))
-
-
-def materialise(pairs: list[tuple[Tensor, Tensor]]) -> Tensor:
-    """``E[b, i, j] = sum_pairs sum_t X[t, b, i] A[t, b, j]`` (small layers and tests only)."""
-    out = None
-    for x, a in pairs:
-        term = torch.einsum("tbi,tbj->bij", x, a)
-        out = term if out is None else out + term
-    return out
-
-
 def adjoint_trace(
     post: Tensor | tuple[int, ...],
     kernel: PSPKernel,
@@ -241,9 +188,8 @@ def adjoint_trace(
     both = workspace[: 2 * rows * n].view(2, rows, n)
     decay = torch.tensor([kernel.decay_m, kernel.decay_s], dtype=dtype, device=device).view(2, 1)
     steps = both.unbind(1)  # per-step views made once (Python indexing per step costs µs)
-    with single_thread(device):
-        for t in range(T - 2, -1, -1):
-            torch.addcmul(steps[t], steps[t + 1], decay, out=steps[t])
+    for t in range(T - 2, -1, -1):
+        torch.addcmul(steps[t], steps[t + 1], decay, out=steps[t])
     q = ga.sub_(gb)[shift:]
     del gb
     q.mul_(kernel.scale)

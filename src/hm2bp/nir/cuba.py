@@ -1,6 +1,6 @@
 r"""The hm2bp LIF neuron as a NIR ``CubaLIF`` node, and back.
 
-hm2bp steps (spec §1.2, in the scaled membrane :math:`u = \tau_s v` of
+hm2bp steps (docs/algorithm.md, "Neuron model"; in the scaled membrane :math:`u = \tau_s v` of
 :class:`hm2bp.functional.lif.LIFScan`; :math:`\tau_s, \tau_m` in steps):
 
 .. math::  \epsilon_t = (1 - 1/\tau_s)\,\epsilon_{t-1} + x_t,\qquad

@@ -5,7 +5,7 @@ Node mapping, layer ``name`` by layer (NIR shapes exclude batch and time):
 * ``SpikingLinear``  -> ``name`` ``Affine`` (``W [out, in]``, bias or zeros) + ``name_lif`` ``CubaLIF``;
 * ``SpikingConv2d``  -> ``name`` ``Conv2d`` (``W [out, in, k, k]``, cross-correlation) + ``name_lif``;
 * ``SpikingPool2d``  -> ``name`` ``SumPool2d`` (``p x p``, stride ``p``) + ``name_lif``;
-* a conv/pool -> fully connected boundary -> ``flatten`` ``Flatten`` (channel-major, spec §10.1);
+* a conv/pool -> fully connected boundary -> ``flatten`` ``Flatten`` (channel-major, docs/algorithm.md "Input layout");
 * lateral inhibition or a recurrent matrix -> ``name_rec`` ``Linear`` (``W_lat [post, pre]``) on the
   edges ``name_lif -> name_rec -> name_lif`` (an importer feeds it the previous step's spikes,
   as hm2bp does).
@@ -101,7 +101,7 @@ def export_nir(network: nn.Module, *, dt: float = DT, input_encoding: dict | Non
         "hm2bp_version": hm2bp.__version__,
         "dt": float(dt),
         "delay_steps": 1,
-        "spsp": str(config.get("spsp", "exact")),
+        "spsp": str(config.get("psp", config.get("spsp", "exact"))),
         "network": json.dumps(config),
         "input_encoding": json.dumps(input_encoding or {}),
     }

@@ -11,7 +11,6 @@ hm2bp's defaults for the rule; note that hm2bp delivers each layer's input one s
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import nir
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from hm2bp.layers import SpikingConv2d, SpikingLinear, SpikingPool2d
-from hm2bp.layers.neurons import set_neuron_constants
+from hm2bp.layers.neurons import neuron_params
 from hm2bp.network import SpikingNetwork
 from hm2bp.nir.cuba import DT, NeuronConstants, from_cuba
 from hm2bp.nir.export import FORMAT
@@ -106,11 +105,7 @@ def _network_from_nodes(graph, chain, constants: list[NeuronConstants]) -> Spiki
 
 def apply_constants(layer, c: NeuronConstants) -> None:
     """Give ``layer`` the node's constants (and the S-PSP kernel and rule that depend on them)."""
-    kernel = set_neuron_constants(layer, c.threshold, c.tau_m, c.tau_s, c.refractory, c.threshold_eps, layer.spsp)
-    if hasattr(layer, "rule"):
-        layer.rule = dataclasses.replace(layer.rule, threshold=layer.threshold, kernel=kernel)
-    else:
-        layer.kernel = kernel
+    layer.set_neuron(neuron_params(type(layer).__name__, c.threshold, c.tau_m, c.tau_s, c.refractory, c.threshold_eps))
 
 
 def import_nir(graph: nir.NIRGraph) -> SpikingNetwork:

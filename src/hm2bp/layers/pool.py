@@ -1,0 +1,146 @@
+r"""``SpikingPool2d``: spiking ``p x p`` pooling (stride ``p``) trained with HM2-BP
+(``docs/algorithm.md``, "Convolution and pooling").
+
+Forward ("Neuron model"): LIF neurons driven by the number of their window's input spikes at
+:math:`t-1` (:func:`hm2bp.functional.forward.pool_forward`); official pooling compares against
+:math:`\nu - 10^{-6}`. Backward: :math:`g_i = (g_{o(i)}/d)\,\rho_{o(i),i}`
+(:func:`hm2bp.functional.conv.pool_hm2bp_backward`, or its event form in ``conv_grad``). Takes and
+returns :class:`~hm2bp.layers.spikes.Spikes` like every layer.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hm2bp.errors import ConfigError, InputError
+from hm2bp.functional import LIFParams
+from hm2bp.functional.conv import POOL_RULES, pool_hm2bp_backward
+from hm2bp.functional.conv_grad import CONV_MEMORY_BUDGET, input_events, pool_hm2bp_backward_events
+from hm2bp.functional.forward import BLOCK, pool_forward
+from hm2bp.layers.conv import _check_input
+from hm2bp.layers.neurons import NeuronLayer, neuron_params, psp_option
+from hm2bp.layers.spikes import Spikes
+
+
+class _HM2BPPool(torch.autograd.Function):
+    """Counts in, ``(counts, bool spike trains, spike index)`` out; only the counts are differentiable.
+
+    Takes tensors, the frozen records ``neuron`` and ``psp_kernel`` and plain options (never the module).
+    """
+
+    @staticmethod
+    def forward(ctx, counts_in, spikes_in, in_index, neuron, psp_kernel, window, divisor, effect_ratio, dtype,
+                memory_budget, block):  # noqa: D401 - autograd signature
+        out, counts, index, out_index, sparse = pool_forward(spikes_in, window, neuron, dtype, input_index=in_index,
+                                                             block=block)
+        ctx.psp_kernel, ctx.window, ctx.divisor, ctx.effect_ratio = psp_kernel, window, divisor, effect_ratio
+        ctx.memory_budget = memory_budget
+        ctx.sparse = sparse
+        ctx.save_for_backward(spikes_in, out, counts_in, counts, index, out_index)
+        ctx.mark_non_differentiable(out, out_index)
+        return counts, out, out_index
+
+    @staticmethod
+    def backward(ctx, grad_counts, _grad_spikes, _grad_index):
+        pre, post, counts_in, counts, index, out_index = ctx.saved_tensors
+        none = (None,) * 10
+        if not ctx.needs_input_grad[0]:
+            return (None, *none)
+        if not ctx.sparse:
+            grad_in = pool_hm2bp_backward(pre, post, grad_counts, ctx.window, ctx.psp_kernel, divisor=ctx.divisor,
+                                          effect_ratio=ctx.effect_ratio)
+            return (grad_in, *none)
+        T, B, C, H, W = pre.shape
+        grad_in = pool_hm2bp_backward_events(
+            input_events(index, T, B, C * H * W), out_index, C, (H, W), grad_counts, ctx.window, ctx.psp_kernel,
+            divisor=ctx.divisor, o_in=counts_in.reshape(B, C, H, W), o_out=counts, effect_ratio=ctx.effect_ratio,
+            memory_budget=ctx.memory_budget,
+        )
+        return (grad_in, *none)
+
+
+class SpikingPool2d(NeuronLayer):
+    """Spiking ``p x p`` pooling (stride ``p``): LIF neurons driven by the sum of their window.
+
+    No parameters. Backward ("Convolution and pooling"): :math:`g_i = (g_{o(i)}/p^2)\\,\\rho_{o(i),i}` with
+    ``pool_rule="official"``, or :math:`g_{o(i)}/\\nu_{pool}` in place of :math:`g/p^2` with
+    ``pool_rule="threshold"`` (what the fully connected rule's ``delta = g / nu`` would give). :math:`\\rho = e_{o|i}/o_i` when both fire,
+    else 1; plain 1 with ``effect_ratio=False``.
+
+    Args:
+        kernel_size: ``p`` (official 2).
+        threshold: firing threshold :math:`\\nu` (official CNN: pool1 2, pool2 4). Required.
+        tau_m, tau_s, refractory, psp (alias ``spsp``): as for ``SpikingConv2d``.
+        threshold_eps: spike when ``v > threshold - threshold_eps`` (official pooling: 1e-6).
+
+    Shapes: ``[T, B, C, H, W]`` -> ``[T, B, C, H//p, W//p]`` in the input's (floating) dtype.
+    """
+
+    def __init__(
+        self,
+        kernel_size: int = 2,
+        threshold: float | None = None,
+        *,
+        tau_m: float = LIFParams.tau_m,
+        tau_s: float = LIFParams.tau_s,
+        refractory: int = LIFParams.refractory,
+        psp: str | None = None,
+        effect_ratio: bool = True,
+        pool_rule: str = "official",
+        threshold_eps: float = LIFParams.threshold_eps,
+        check_inputs: bool = True,
+        spsp: str | None = None,
+    ) -> None:
+        super().__init__()
+        if threshold is None:
+            raise ConfigError("SpikingPool2d needs a positive threshold (official pool1 2, pool2 4), got None")
+        if isinstance(kernel_size, bool) or kernel_size <= 0:
+            raise ConfigError(f"SpikingPool2d kernel_size must be a positive integer, got {kernel_size}")
+        if pool_rule not in POOL_RULES:
+            raise ConfigError(f"pool_rule must be one of {POOL_RULES}, got {pool_rule!r}")
+        self.check_inputs = bool(check_inputs)
+        self.kernel_size = int(kernel_size)
+        self.neuron = neuron_params("SpikingPool2d", threshold, tau_m, tau_s, refractory, threshold_eps)
+        self.psp = psp_option("SpikingPool2d", psp, spsp)
+        self.psp_kernel = self.neuron.psp_kernel(self.psp)  # of the ratio rho in backward
+        self.effect_ratio = effect_ratio
+        self.pool_rule = pool_rule
+        self.block = BLOCK  # time steps per block of the forward simulation
+        self.memory_budget = CONV_MEMORY_BUDGET  # bytes per block of samples in the backward
+
+    @property
+    def backward_divisor(self) -> float:
+        """``p**2`` (official) or ``nu_pool`` (``pool_rule="threshold"``)."""
+        return float(self.kernel_size**2) if self.pool_rule == "official" else self.threshold
+
+    def output_shape(self, in_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        c, h, w = in_shape
+        return (c, h // self.kernel_size, w // self.kernel_size)
+
+    def forward(self, x: "Tensor | Spikes", target: Tensor | None = None) -> "Tensor | Spikes":
+        """``x`` :class:`Spikes` (``[T, B, C, H, W]``) -> :class:`Spikes` (``[T, B, C, H//p, W//p]``);
+        or a tensor of 0/1 spikes (values checked unless ``check_inputs`` is off) -> float trains in
+        the input's floating dtype (else the default). The LIF state is in the dtype of the input
+        counts (else of floating trains, else the default). ``target`` is unused."""
+        if isinstance(x, Spikes):
+            return self._spikes(x)
+        _check_input(x, None, "SpikingPool2d", self.check_inputs)
+        return self._spikes(Spikes.of(x)).float_trains()
+
+    def _spikes(self, x: Spikes) -> Spikes:
+        _check_input(x.trains, None, "SpikingPool2d", False)
+        if min(x.shape[3:]) < self.kernel_size:
+            raise InputError(
+                f"SpikingPool2d: input {tuple(x.shape[3:])} is smaller than the pool size {self.kernel_size}")
+        if x.counts is not None:
+            dtype = x.counts.dtype
+        else:
+            dtype = x.trains.dtype if x.trains.is_floating_point() else torch.get_default_dtype()
+        counts, trains, index = _HM2BPPool.apply(
+            x.counts, x.trains.detach(), x.index, self.neuron, self.psp_kernel, self.kernel_size,
+            self.backward_divisor, self.effect_ratio, dtype, self.memory_budget, self.block,
+        )
+        return Spikes(trains, counts, index)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, threshold={self.threshold:g}, psp={self.psp!r}, pool_rule={self.pool_rule!r}"
