@@ -380,3 +380,21 @@ def test_failure_after_the_run_folder_exists_leaves_nothing(tmp_path, capsys, mo
     line = one_line_error(capsys, fit_args(tmp_path / "run", DIGITS, "--trainer.callbacks+=raiser_cb.Raiser"))
     assert line == "hm2bp: error: late check failed; fix the late value"
     assert nothing_written(tmp_path)
+
+
+def test_threads_is_one_run_level_setting(tmp_path, monkeypatch):
+    """``--threads`` sets torch's intra-op threads once, before anything is built; a bad value is one error."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cli_main(["--config", str(DIGITS), "--trainer.logger", "false", "--threads", "1"], run=False)
+        assert torch.get_num_threads() == 1
+        cli_main(["--config", str(DIGITS), "--trainer.logger", "false", "--threads", "0"], run=False)
+        assert torch.get_num_threads() == 1  # 0 keeps what torch has
+        with pytest.raises(ValueError, match="threads"):
+            cli_main(["--config", str(DIGITS), "--trainer.logger", "false", "--threads", "-1"], run=False)
+    finally:
+        torch.set_num_threads(before)

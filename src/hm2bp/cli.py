@@ -40,6 +40,7 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from jsonargparse import Namespace, set_parsing_settings
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
@@ -88,12 +89,19 @@ class HM2BPCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="after fit, test the best checkpoint and print test/acc")
+        parser.add_argument("--threads", type=int, default=1,
+                            help="CPU intra-op threads of the run (torch.set_num_threads), set once before anything "
+                                 "is built; the per-step scans gain nothing from more; 0 keeps torch's default")
         parser.link_arguments("data.num_inputs", "model.num_inputs", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.time_steps", "model.time_steps", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         sub, cfg = self._sub()
+        threads = (cfg if sub else self.config).get("threads")
+        number("threads", threads, low=0, integer=True, hint="a count of CPU threads, or 0 for torch's default")
+        if threads:
+            torch.set_num_threads(int(threads))
         target_injection_follows_loss((cfg if sub else self.config).model)
         self._prepare_run_dir(sub, cfg)
 

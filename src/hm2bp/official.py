@@ -127,7 +127,7 @@ def load_checkpoint(network: nn.Module, path: str | os.PathLike) -> None:
         start += b.size
     for b, arr in chunks:
         if b.part == "lateral":
-            own = network.layers[b.layer].lateral.double().numpy()
+            own = network.layers[b.layer].lateral.detach().double().cpu().numpy()
             if not np.array_equal(arr, own):
                 raise ValueError(
                     f"official checkpoint {path}: the lateral matrix of {b.layer!r} (off-diagonal values "

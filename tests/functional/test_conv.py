@@ -18,89 +18,10 @@ from hm2bp.functional import (
     PSPKernel,
     hm2bp_backward,
     lif_simulate,
-    regulariser_grad,
-    spsp,
 )
-from hm2bp.functional.conv import conv_hm2bp_backward, conv_output_shape, pool_hm2bp_backward
+from hm2bp.functional.conv import conv_hm2bp_backward, pool_hm2bp_backward
 from hm2bp.network import LayerSpec, build_from_spec
-from tests.functional.test_spsp_bruteforce import random_post_train
-
-
-def _trains(rng, T, shape, silent_every=4, rate=(0.05, 0.15)):
-    """Valid refractory trains ``[T, *shape]`` (float64), every ``silent_every``-th neuron silent."""
-    n = 1
-    for s in shape:
-        n *= s
-    out = torch.zeros(T, n, dtype=torch.float64)
-    for j in range(n):
-        if silent_every and j % silent_every == 0:
-            continue
-        for t in random_post_train(rng, T, rng.uniform(*rate)):
-            out[t, j] = 1
-    return out.view(T, *shape)
-
-
-def _case(seed, T=70, B=2, c_in=2, hw=(6, 5), c_out=2, k=3, stride=1, padding=0):
-    rng = random.Random(seed)
-    g = torch.Generator().manual_seed(seed)
-    pre = _trains(rng, T, (B, c_in, *hw), silent_every=5)
-    _, ho, wo = conv_output_shape((c_in, *hw), c_out, k, stride, padding)
-    post = _trains(rng, T, (B, c_out, ho, wo), silent_every=3)
-    w = torch.randn(c_out, c_in, k, k, generator=g, dtype=torch.float64)
-    grad = torch.randn(B, c_out, ho, wo, generator=g, dtype=torch.float64) * 4
-    return pre, post, w, grad
-
-
-def conv_reference(pre, post, w, grad, rule, convention, stride, padding, bias=None):
-    """HM2-BP conv rule (spec §3.4 per §3.6) looped over (output position, tap) pairs."""
-    T, B, c_in, H, W = pre.shape
-    c_out, ho, wo = post.shape[2:]
-    k = w.shape[-1]
-    nu = rule.threshold
-    e = spsp(pre.reshape(T, B, -1), post.reshape(T, B, -1), convention=convention)  # [B, N_out, N_in]
-    e_bias = spsp(torch.ones(T, B, 1, dtype=torch.float64), post.reshape(T, B, -1), convention=convention)
-    o_in = pre.sum(0).reshape(B, -1)
-    o_out = post.sum(0).reshape(B, -1)
-    gw = torch.zeros_like(w)
-    gb = torch.zeros(c_out, dtype=torch.float64)
-    gin = torch.zeros(B, c_in * H * W, dtype=torch.float64)
-
-    def taps(y, x):
-        for ci in range(c_in):
-            for ky in range(k):
-                for kx in range(k):
-                    iy, ix = y * stride + ky - padding, x * stride + kx - padding
-                    if 0 <= iy < H and 0 <= ix < W:
-                        yield ci, ky, kx, (ci * H + iy) * W + ix
-
-    for b in range(B):
-        for co in range(c_out):
-            for y in range(ho):
-                for x in range(wo):
-                    o = (co * ho + y) * wo + x
-                    delta = grad[b, co, y, x] / nu
-                    active = o_out[b, o] > 0
-                    if not rule.side_effect:
-                        sigma = 0.0
-                    elif active:
-                        s = sum(w[co, ci, ky, kx] * e[b, o, i] for ci, ky, kx, i in taps(y, x))
-                        if bias is not None:
-                            s = s + bias[co] * e_bias[b, o, 0]
-                        sigma = s / o_out[b, o] / nu
-                    else:
-                        s = sum(w[co, ci, ky, kx] for ci, ky, kx, _ in taps(y, x))
-                        if bias is not None:
-                            s = s + bias[co]
-                        sigma = 0.5 * s / nu
-                    for ci, ky, kx, i in taps(y, x):
-                        e_oi = e[b, o, i] if active else (0.1 if o_in[b, i] > 0 else 0.0)
-                        gw[co, ci, ky, kx] += delta * e_oi * (1 + sigma)
-                        both = active and o_in[b, i] > 0
-                        rho = e[b, o, i] / o_in[b, i] if both else 1.0
-                        gin[b, i] += delta * w[co, ci, ky, kx] * (rho if rule.effect_ratio else 1.0)
-                    if bias is not None:
-                        gb[co] += delta * (e_bias[b, o, 0] if active else 0.1) * (1 + sigma)
-    return gw + B * regulariser_grad(w, rule), gin.view(B, c_in, H, W), gb
+from tests.helpers import conv_reference, pool_reference, random_conv_case, random_trains
 
 
 @pytest.mark.parametrize("convention", ["exact", "official"])
@@ -113,7 +34,7 @@ def test_conv_backward_equals_pairwise_rule(convention, geometry):
     geometry = dict(geometry)
     k, hw = geometry.pop("k", 3), geometry.pop("hw", (6, 5))
     for seed in range(2):
-        pre, post, w, grad = _case(seed, T=70 if seed == 0 else 300, k=k, hw=hw, **geometry)  # 300 > 4 tau_m
+        pre, post, w, grad = random_conv_case(seed, T=70 if seed == 0 else 300, k=k, hw=hw, **geometry)  # 300 > 4 tau_m
         for opts in (dict(), dict(effect_ratio=False, side_effect=False), dict(reg_lambda=10.0, reg_beta=0.4)):
             rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), **opts)
             gw, gin, _ = conv_hm2bp_backward(pre, post, w, grad, rule, **geometry, time_chunk=16)
@@ -123,7 +44,7 @@ def test_conv_backward_equals_pairwise_rule(convention, geometry):
 
 
 def test_conv_bias_gradient_equals_pairwise_rule():
-    pre, post, w, grad = _case(7)
+    pre, post, w, grad = random_conv_case(7)
     bias = torch.tensor([0.3, -0.7], dtype=torch.float64)
     rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("official"))
     gw, gin, gb = conv_hm2bp_backward(pre, post, w, grad, rule, bias=bias)
@@ -135,7 +56,7 @@ def test_conv_bias_gradient_equals_pairwise_rule():
 
 def test_conv_equals_fc_rule_on_unrolled_kernel():
     """A conv layer is an FC layer with a Toeplitz weight: same per-pair rule, summed over shared taps."""
-    pre, post, w, grad = _case(3, stride=2, padding=1)
+    pre, post, w, grad = random_conv_case(3, stride=2, padding=1)
     T, B, c_in, H, W = pre.shape
     n_in = c_in * H * W
     eye = torch.eye(n_in, dtype=torch.float64).view(n_in, c_in, H, W)
@@ -152,35 +73,13 @@ def test_conv_equals_fc_rule_on_unrolled_kernel():
     torch.testing.assert_close(gw, folded, rtol=1e-10, atol=1e-10)
 
 
-def pool_reference(pre, post, grad, p, divisor, convention, effect_ratio):
-    T, B, C, H, W = pre.shape
-    ho, wo = post.shape[-2:]
-    e = spsp(pre.reshape(T, B, -1), post.reshape(T, B, -1), convention=convention)
-    o_in = pre.sum(0).reshape(B, -1)
-    o_out = post.sum(0).reshape(B, -1)
-    gin = torch.zeros(B, C, H, W, dtype=torch.float64)
-    for b in range(B):
-        for c in range(C):
-            for y in range(ho):
-                for x in range(wo):
-                    o = (c * ho + y) * wo + x
-                    for dy in range(p):
-                        for dx in range(p):
-                            iy, ix = y * p + dy, x * p + dx
-                            i = (c * H + iy) * W + ix
-                            both = o_out[b, o] > 0 and o_in[b, i] > 0
-                            rho = e[b, o, i] / o_in[b, i] if (both and effect_ratio) else 1.0
-                            gin[b, c, iy, ix] += grad[b, c, y, x] / divisor * rho
-    return gin
-
-
 @pytest.mark.parametrize("convention", ["exact", "official"])
 @pytest.mark.parametrize("hw,p", [((6, 6), 2), ((7, 5), 2), ((6, 7), 3)])
 def test_pool_backward_equals_pairwise_rule(convention, hw, p):
     rng = random.Random(11)
     T, B, C = 80, 2, 2
-    pre = _trains(rng, T, (B, C, *hw), silent_every=4, rate=(0.05, 0.2))
-    post = _trains(rng, T, (B, C, hw[0] // p, hw[1] // p), silent_every=3)
+    pre = random_trains(rng, T, (B, C, *hw), silent_every=4, rate=(0.05, 0.2))
+    post = random_trains(rng, T, (B, C, hw[0] // p, hw[1] // p), silent_every=3)
     grad = torch.randn(B, C, hw[0] // p, hw[1] // p, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     kernel = PSPKernel.make(convention)
     for divisor, ratio in ((p * p, True), (2.0, True), (p * p, False)):

@@ -27,7 +27,7 @@ from hm2bp.functional.conv_grad import (
     pool_hm2bp_backward_events,
 )
 from hm2bp.functional.current import spike_index
-from tests.functional.test_conv import _case, _trains, conv_reference, pool_reference
+from tests.helpers import conv_reference, pool_reference, random_conv_case, random_trains
 
 GEOMETRIES = [
     dict(stride=1, padding=0),
@@ -103,7 +103,7 @@ def test_conv_events_backward_equals_pairwise_rule(convention, geometry, path):
     geometry = dict(geometry)
     k, hw = geometry.pop("k", 3), geometry.pop("hw", (6, 5))
     for seed in range(2):
-        pre, post, w, grad = _case(seed, T=70 if seed == 0 else 300, B=3, k=k, hw=hw, **geometry)  # 300 > 4 tau_m
+        pre, post, w, grad = random_conv_case(seed, T=70 if seed == 0 else 300, B=3, k=k, hw=hw, **geometry)  # 300 > 4 tau_m
         geom = _geom(pre, w, **geometry)
         for opts in (dict(), dict(effect_ratio=False, side_effect=False), dict(reg_lambda=10.0, reg_beta=0.4)):
             rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), **opts)
@@ -118,7 +118,7 @@ def test_conv_events_backward_equals_pairwise_rule(convention, geometry, path):
 @pytest.mark.parametrize("convention", ["exact", "official"])
 @pytest.mark.parametrize("group", [1, 2, None])
 def test_conv_events_bias_gradient_equals_pairwise_rule(group, convention, path):
-    pre, post, w, grad = _case(7, T=300, B=3)
+    pre, post, w, grad = random_conv_case(7, T=300, B=3)
     bias = torch.tensor([0.3, -0.7], dtype=torch.float64)
     for side_effect in (True, False):
         rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make(convention), side_effect=side_effect)
@@ -133,7 +133,7 @@ def test_conv_events_bias_gradient_equals_pairwise_rule(group, convention, path)
 @pytest.mark.parametrize("path", ["output", "input"])
 @pytest.mark.parametrize("silent", ["post", "pre", "both"])
 def test_conv_events_backward_silent_layers(silent, path):
-    pre, post, w, grad = _case(5, B=2, stride=2, padding=1)
+    pre, post, w, grad = random_conv_case(5, B=2, stride=2, padding=1)
     if silent in ("post", "both"):
         post = torch.zeros_like(post)
     if silent in ("pre", "both"):
@@ -147,7 +147,7 @@ def test_conv_events_backward_silent_layers(silent, path):
 
 @pytest.mark.parametrize("path", ["output", "input", "auto"])
 def test_conv_events_backward_without_input_grad(path):
-    pre, post, w, grad = _case(2, B=2)
+    pre, post, w, grad = random_conv_case(2, B=2)
     rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make("official"))
     gw, gin, _ = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 1, 0), need_input_grad=False, path=path)
     rw, _, _ = conv_reference(pre, post, w, grad, rule, "official", 1, 0)
@@ -161,8 +161,8 @@ def test_conv_events_backward_without_input_grad(path):
 def test_pool_events_backward_equals_pairwise_rule(convention, hw, p):
     rng = random.Random(11)
     T, B, C = 300, 3, 2
-    pre = _trains(rng, T, (B, C, *hw), silent_every=4, rate=(0.05, 0.2))
-    post = _trains(rng, T, (B, C, hw[0] // p, hw[1] // p), silent_every=3)
+    pre = random_trains(rng, T, (B, C, *hw), silent_every=4, rate=(0.05, 0.2))
+    post = random_trains(rng, T, (B, C, hw[0] // p, hw[1] // p), silent_every=3)
     grad = torch.randn(B, C, hw[0] // p, hw[1] // p, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     kernel = PSPKernel.make(convention)
     ev = input_events(spike_index(pre), T, B, pre[0, 0].numel())

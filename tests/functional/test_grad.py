@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hm2bp.functional import HM2BPRule, LinearForward, PSPKernel, hm2bp_backward, inject_target, regulariser_grad, spsp
-from tests.functional.test_spsp_bruteforce import random_post_train
+from tests.helpers import random_post_train
 
 
 def _random(seed, T=120, B=3, n_in=6, n_out=4):

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from hm2bp.functional import spsp
+from tests.helpers import random_post_train
 
 TAU_M, TAU_S, TREF = 64.0, 8.0, 2
 
@@ -65,15 +66,6 @@ def brute_closed_form(pre_times, post_times, official: bool):
             total += kernel(tp - last_reset, tp - pre_time)
         last_reset = tp + TREF
     return total
-
-
-def random_post_train(rng, T, rate):
-    times, t = [], 1
-    while True:
-        t += 1 + TREF + int(rng.expovariate(rate))
-        if t >= T:
-            return times
-        times.append(t)
 
 
 def random_case(seed):

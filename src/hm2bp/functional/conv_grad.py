@@ -118,9 +118,8 @@ def conv_hm2bp_backward_events(
     """
     from hm2bp.functional.conv_input_trace import input_trace_terms
 
-    dtype, device = weight.dtype, weight.device
+    dtype = weight.dtype
     T, B = pre_events.shape[:2]
-    c_out = geom.c_out
     conv = dict(stride=geom.stride, padding=geom.padding)
     o_out = o_out.to(dtype)
     o_in = o_in.to(dtype)
