@@ -9,11 +9,11 @@ nothing saved for the data and pooling layers:
 * fully connected, ``N_out x N_in``: ``W[post][pre]`` row by row, then the fixed lateral matrix
   ``W_lat[post][pre]`` (``N_out x N_out``) when the layer has one, then ``N_out`` biases.
 
-The kernel order is the one the convolution reads (cross-correlation, spec §10.1): the tap in row
+The kernel order is the one the convolution reads (cross-correlation; docs/algorithm.md, "Convolution and pooling"): the tap in row
 ``i`` and column ``j`` of input channel ``c`` weighs input pixel ``(x + i, y + j)``. Biases exist in
-the file but the program never injects them (``BIAS_FREQ`` exceeds ``T``, spec §1.2), so they are
+the file but the program never injects them (``BIAS_FREQ`` exceeds ``T``; docs/algorithm.md, "Neuron model"), so they are
 checked to be finite and otherwise not used. The lateral matrix must equal the network's fixed
-``-w_0 (1 - I)`` (spec §3.5). Example: the authors' MNIST CNN ``28x28-15C5-P2-40C5-P2-300-10``
+``-w_0 (1 - I)`` (docs/algorithm.md, "Lateral inhibition"). Example: the authors' MNIST CNN ``28x28-15C5-P2-40C5-P2-300-10``
 holds ``(375 + 15) + (15000 + 40) + (192000 + 300) + (3000 + 100 + 10) = 210840`` floats.
 
 The conv-bias position (after all kernels, not after each kernel) is the one the published

@@ -1,7 +1,7 @@
 """A real offline W&B run of the digits model with both callbacks, read back from its ``.wandb`` file.
 
-The ``.wandb`` file is LevelDB-log framing around protobuf ``Record``s (wandb 0.31 ships no reader;
-see docs stack.md §5). This reads an internal format: wandb is pinned ``>=0.31,<0.32``.
+The ``.wandb`` file is LevelDB-log framing around protobuf ``Record``s (wandb 0.31 ships no reader of its own).
+This reads an internal format: wandb is pinned ``>=0.31,<0.32``.
 """
 from __future__ import annotations
 

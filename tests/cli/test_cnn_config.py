@@ -18,7 +18,7 @@ def test_mnist_cnn_config_is_the_official_network(shared_data):
                          "--trainer.logger", "false"], run=False)
     net = cli.model.network
     assert net.layer_names == ["conv1", "pool1", "conv2", "pool2", "fc1", "output"]
-    assert sum(p.numel() for p in net.parameters()) == 210_375  # spec §5.4
+    assert sum(p.numel() for p in net.parameters()) == 210_375  # the paper CNN's parameter count
     layers = net.layers
     assert [layers[n].threshold for n in net.layer_names] == [5, 2, 12, 4, 10, 10]
     assert isinstance(layers["conv2"], hm2bp.SpikingConv2d) and isinstance(layers["pool2"], hm2bp.SpikingPool2d)

@@ -1,4 +1,4 @@
-"""BSA encoder (spec §4.3) against the official golden TI46 input spikes (spec §10 item 8)."""
+"""BSA encoder (docs/algorithm.md, "Input encoding") against the official golden TI46 input spikes."""
 from __future__ import annotations
 
 import numpy as np

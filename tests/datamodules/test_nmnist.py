@@ -1,4 +1,4 @@
-"""N-MNIST datamodule: real subset (shared/data/NMNIST), encoding rules of spec §4.2, cache, bad input."""
+"""N-MNIST datamodule: real subset (shared/data/NMNIST), encoding rules of docs/datasets.md (N-MNIST), cache, bad input."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Spiking conv/pool HM2-BP (spec §3.6): the conv-form backward equals the rule pair by pair.
+"""Spiking conv/pool HM2-BP (docs/algorithm.md, "Convolution and pooling"): the conv-form backward equals the rule pair by pair.
 
 The reference evaluates the spec's definitions over explicit (output position, input pixel)
 pairs, with the S-PSP of each pair taken from ``hm2bp.functional.spsp`` on the flattened pixel
@@ -165,7 +165,7 @@ def test_build_from_spec_and_network_shapes():
     with pytest.raises(ValueError, match="image input"):
         build_from_spec(LayerSpec("conv", 4, 3), (100,), 1.0, common, rule, 0.5, "official")
     net = hm2bp.SpikingNetwork("28x28-15C5-P2-40C5-P2-300-10", [5, 2, 12, 4, 10, 10])
-    assert sum(p.numel() for p in net.parameters()) == 210_375  # spec §5.4
+    assert sum(p.numel() for p in net.parameters()) == 210_375  # the paper CNN's parameter count
     x = torch.zeros(12, 2, 28, 28, dtype=torch.uint8)
     x[1::3, :, 10:18, 10:18] = 1
     outs = net(x, return_all=True)

@@ -1,4 +1,4 @@
-"""LIF simulator dynamics pinned by hand (spec §1.2)."""
+"""LIF simulator dynamics pinned by hand (docs/algorithm.md, "Neuron model")."""
 from __future__ import annotations
 
 import pytest
@@ -59,7 +59,7 @@ def test_lateral_inhibition_uses_previous_step():
 
 
 def _reference_lif(cur, threshold, tau_m, tau_s, refractory, lateral=None, eps=1e-6):
-    """Spec §1.2 written step by step with bool masks: leak, input (+ lateral at t-1), integrate,
+    """The neuron model written step by step with bool masks: leak, input (+ lateral at t-1), integrate,
     clamp while a spike fell within the last T_ref steps, fire, reset v."""
     T, B, N = cur.shape
     v = torch.zeros(B, N, dtype=cur.dtype)

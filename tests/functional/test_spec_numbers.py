@@ -1,4 +1,4 @@
-"""Spec §6 hand-computable cases: S-PSP, T-PSP, delta, side effect, gradients, errors (to 1e-5)."""
+"""Hand-computable cases (the worked example of docs/algorithm.md, "Spike-train-level PSP" and "Weight update"): S-PSP, T-PSP, delta, side effect, gradients, errors (to 1e-5)."""
 from __future__ import annotations
 
 import pytest
@@ -76,7 +76,7 @@ def test_discrete_unit_psp_values():
 
 
 def test_silent_post_constants_and_ratio_fallbacks():
-    """§6.4.3: o_i = 0 < o_j -> e = 0.1 and r = 0.5; o_j = 0 -> rho = 1."""
+    """Silent post neuron (docs/algorithm.md, "Official conventions"): o_i = 0 < o_j -> e = 0.1 and r = 0.5; o_j = 0 -> rho = 1."""
     T_ = 50
     pre = torch.zeros(T_, 1, 2, dtype=torch.float64)
     pre[10, 0, 0] = 1  # pre 0 active, pre 1 silent

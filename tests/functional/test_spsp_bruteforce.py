@@ -1,10 +1,10 @@
 """Matrix-form S-PSP == a pairwise brute force written from the spec's definitions (float64).
 
-* exact (§2.4): simulate each (post i, pre j) pair with unit weight on j alone, applying the
+* exact: simulate each (post i, pre j) pair with unit weight on j alone, applying the
   reset and refractory clamps at i's given spike times, and sum v at i's spike times.
-* official (§2.3): the closed-form kernel (H3) over spike pairs with the +T_ref pre shift,
+* official (docs/algorithm.md, "Spike-train-level PSP"): the closed-form kernel over spike pairs with the +T_ref pre shift,
   first reset at 1, the 4·tau_m window and t_pre >= 1.
-* paper (§6.1): the same kernel without shift or window, first reset at 0.
+* paper: the same kernel without shift or window, first reset at 0.
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def test_window_matters_on_long_intervals():
 
 
 def test_discrete_identity_sum_of_membrane_at_spikes():
-    """§6.4.2: sum_j w_ij e_ij == sum_f v_i(t_f) >= nu o_i for a simulated neuron (exact S-PSP)."""
+    """S-PSP identity: sum_j w_ij e_ij == sum_f v_i(t_f) >= nu o_i for a simulated neuron (exact S-PSP)."""
     g = torch.Generator().manual_seed(3)
     T, n_in, nu = 300, 40, 4.0
     pre = (torch.rand(T, 1, n_in, generator=g, dtype=torch.float64) < 0.05).double()

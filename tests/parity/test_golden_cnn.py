@@ -1,4 +1,4 @@
-"""Golden parity of the spiking CNN with the official program (golden-parity.md §4.1, §4.3).
+"""Golden parity of the spiking CNN with the official program (docs/algorithm.md, "Golden files of the authors' program").
 
 Test net (data README): T = 450, 28x28 -> 5C5 (nu 5) -> P2 (nu 2) -> 3C5 (nu 5) -> P2 (nu 2)
 -> 100 (nu 10) -> 10 (nu 5), output inhibition -1, label 5, float64.

@@ -1,4 +1,4 @@
-"""Golden parity with the official program (golden-parity.md §4): FC layers, forward and one update.
+"""Golden parity with the official program (docs/algorithm.md, "Golden files of the authors' program"): FC layers, forward and one update.
 
 Forward spikes must match bit-exactly (float64); the TI46 one-step SGD update must match the
 trained weights to 3e-6 (print precision is 1e-6); the first Adam step on the MNIST output layer
