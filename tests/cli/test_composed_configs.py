@@ -2,10 +2,11 @@
 
 ``tests/cli/resolved_before/<name>.yaml`` is the ``hm2bp fit --config configs/experiment/<name>.yaml
 --print_config`` output of every experiment as it stood before the configs were composed from
-``configs/model``, ``configs/data`` and ``configs/trainer`` (issue 13), and of ``mnist_mlp`` with the
+``configs/model``, ``configs/data`` and ``configs/trainer``, and of ``mnist_mlp`` with the
 authors' recipe. The composed files must give the same model, data and trainer values; the only
 changes are the new spelling of the optimizer and schedule (``model.optimizer`` /
-``model.lr_scheduler`` classes instead of ``optimizer: adam``, ``lr``, ``lr_schedule``), the target
+``model.lr_scheduler`` classes instead of ``optimizer: adam``, ``lr``, ``lr_schedule``), the network's
+new ``psp`` argument (the new name of ``spsp``, unset in the configs), the target
 injection and W&B run name, which the CLI now derives (from the loss and from
 ``trainer.default_root_dir``), and the top-level ``optimizer``/``lr_scheduler`` options, which are gone.
 """
@@ -19,6 +20,7 @@ import yaml
 
 from hm2bp.cli import cli_main
 from hm2bp.cli_config import expand_composed_configs, redirect_loggers
+from hm2bp.layers.neurons import psp_option
 from hm2bp.schedules import SCHEDULES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +61,12 @@ def test_composed_experiment_resolves_to_the_values_of_before(name, tmp_path, mo
         assert old_model.pop("momentum") == 0.0
     schedule = SCHEDULES[old_model.pop("lr_schedule")]
     assert sched["class_path"] == f"{schedule.__module__}.{schedule.__name__}"
+    # SpikingNetwork gained `psp`, the new name of `spsp` (both default to None = "exact"): compare
+    # the convention they select
+    net_args, old_args = new_model["network"].get("init_args", {}), old_model["network"].get("init_args", {})
+    if "psp" in net_args and "psp" not in old_args:
+        net_args["spsp"] = psp_option("network", net_args.pop("psp"), net_args.get("spsp"))
+        old_args["spsp"] = psp_option("network", None, old_args.get("spsp"))
     assert new_model == old_model
 
     # trainer: the same values; the W&B run gets the same name once the CLI names it
