@@ -32,7 +32,7 @@ def test_experiment_fits_with_tiny_limits(config, tmp_path, shared_data, monkeyp
     assert cli.trainer.state.finished
     assert cli.trainer.global_step >= 1
     assert {"val/acc", "test/acc"} & set(cli.trainer.callback_metrics)
-    assert cli.model.time_steps == 30  # linked from the datamodule
+    assert cli.model.time_steps == cli.datamodule.time_steps  # linked from the datamodule
     (rec,) = [c for c in cli.trainer.callbacks if isinstance(c, FitRecorder)]
     silent = [name for name, total in rec.spikes.items() if total == 0]
     assert rec.spikes and not silent, f"silent layers in the smoke fit: {silent} ({rec.spikes})"
