@@ -51,7 +51,8 @@ def test_concurrent_fits_in_one_folder_keep_their_own_files(tmp_path):
     for run in folders:
         config = (run / "config.yaml").read_text()
         ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-        lr = ckpt["hyper_parameters"]["lr"]
+        group = ckpt["optimizer_states"][0]["param_groups"][0]
+        lr = group.get("initial_lr", group["lr"])  # the configured rate, before the schedule
         assert f"lr: {lr}" in config  # the checkpoint belongs to the config next to it
         lrs.add(lr)
     assert lrs == {0.002, 0.004}
