@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 
 import hm2bp
-from hm2bp.functional.current import spike_index
 from hm2bp.layers import Spikes
 
 
@@ -24,9 +23,9 @@ def test_every_layer_kind_takes_and_returns_spikes():
         assert isinstance(s, Spikes) and s.trains.dtype == torch.bool
         assert s.counts.dtype == torch.float64 and s.counts.requires_grad
         assert torch.equal(s.counts, s.trains.sum(0).double())
-        assert torch.equal(s.index.long(), spike_index(s.trains))
+        assert torch.equal(s.index.long(), s.trains.reshape(-1).nonzero().squeeze(1))  # flat row-major
     s = fc(s.reshape(-1))
-    assert s.trains.shape == (60, 2, 5) and torch.equal(s.index.long(), spike_index(s.trains))
+    assert s.trains.shape == (60, 2, 5) and torch.equal(s.index.long(), s.trains.reshape(-1).nonzero().squeeze(1))
     g = torch.randn(2, 5, dtype=torch.float64)
     (s.counts * g).sum().backward()
     assert conv.weight.grad.abs().sum() > 0 and fc.weight.grad.abs().sum() > 0
@@ -52,13 +51,22 @@ def test_float_trains_carry_the_count_gradient():
     assert not Spikes(trains).float_trains().requires_grad
 
 
-def test_network_forward_spikes_matches_forward():
+def test_network_forward_spikes_equals_the_layers_chained_by_hand():
+    """forward_spikes (and forward, built on it) against the public float-train layer calls chained
+    by hand: image input as [T, B, 1, H, W], the feature map flattened channel-major before fc1."""
     torch.manual_seed(3)
     net = hm2bp.SpikingNetwork("8x8-3C3-P2-12-4", [0.6, 0.5, 1.0, 1.0]).double()
     x = _data((50, 3, 8, 8), 0.2, 4)
     layers = net.forward_spikes(x)
     outs = net(x, return_all=True)
     assert list(layers) == list(outs) == net.layer_names
-    for name, s in layers.items():
-        assert isinstance(s, Spikes) and torch.equal(s.trains.bool(), outs[name].bool())
+    h = x.unsqueeze(2)
+    for name, layer in net.layers.items():
+        if isinstance(layer, hm2bp.SpikingLinear) and h.dim() > 3:
+            h = h.flatten(2)
+        h = layer(h)
+        s = layers[name]
+        assert isinstance(s, Spikes) and torch.equal(s.trains.bool(), h.bool()), name
+        assert h.sum() > 0 or name == "output", name
+    assert torch.equal(outs["output"], h)
     assert outs["output"].dtype == torch.float64
