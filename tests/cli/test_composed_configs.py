@@ -6,7 +6,7 @@
 authors' recipe. The composed files must give the same model, data and trainer values; the only
 changes are the new spelling of the optimizer and schedule (``model.optimizer`` /
 ``model.lr_scheduler`` classes instead of ``optimizer: adam``, ``lr``, ``lr_schedule``), the network's
-new ``psp`` argument (the new name of ``spsp``, unset in the configs), the target
+new ``psp`` argument (the new name of ``spsp``, which the model configs now use), the target
 injection and W&B run name, which the CLI now derives (from the loss and from
 ``trainer.default_root_dir``), and the top-level ``optimizer``/``lr_scheduler`` options, which are gone.
 """
