@@ -1,8 +1,10 @@
 """Shared pieces of every hm2bp datamodule.
 
 Batch contract (what every datamodule hands to the model, after ``on_after_batch_transfer``):
-``(spikes, labels)`` with ``spikes`` ``[T, B, *input_shape]`` ``uint8`` (0/1) and ``labels``
-``[B]`` ``int64``. Each datamodule exposes ``num_inputs``, ``num_classes``, ``time_steps`` and
+``(spikes, labels, index)`` with ``spikes`` ``[T, B, *input_shape]`` ``uint8`` (0/1), ``labels``
+``[B]`` ``int64`` and ``index`` ``[B]``, each sample's index in its split's source (predictions
+name their samples by it; boosting keys its weights by it). A datamodule of one's own may hand
+``(spikes, labels)`` only; the model then cannot boost. Each datamodule exposes ``num_inputs``, ``num_classes``, ``time_steps`` and
 ``input_shape``; the CLI links them into the model.
 
 Data location: the ``data_dir`` argument, else ``$HM2BP_DATA_DIR``, else ``./data``.
@@ -234,7 +236,7 @@ class ResumableDataLoader(DataLoader):
 
 
 class SpikeDataModule(pl.LightningDataModule):
-    """Base class: batch size checks, loaders and the (spikes, labels) batch contract.
+    """Base class: batch size checks, loaders and the (spikes, labels, index) batch contract.
 
     Args:
         batch_size: global batch size; under DDP each device gets ``batch_size / world_size``.
@@ -314,7 +316,7 @@ class SpikeDataModule(pl.LightningDataModule):
         return self._loader(self.test_set, shuffle=False, permute=False)
 
     def to_spikes(self, batch, stage: str):
-        """A loader batch on its device -> ``(spikes, labels)`` as ``stage`` (``"train"``, ``"val"``,
+        """A loader batch on its device -> ``(spikes, labels, index)`` as ``stage`` (``"train"``, ``"val"``,
         ``"test"``) would see it, whatever the trainer is doing (used by evaluation callbacks).
         Datasets whose trains do not depend on the stage convert as in ``on_after_batch_transfer``."""
         return self.on_after_batch_transfer(batch, 0)

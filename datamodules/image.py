@@ -85,13 +85,11 @@ class RateCodedImageDataModule(SpikeDataModule):
         )
 
     def to_spikes(self, batch, stage: str):
-        """A loader batch ``(images, labels, index)`` on its device -> ``(spikes, labels)`` for ``stage``."""
+        """A loader batch ``(images, labels, index)`` on its device -> ``(spikes, labels, index)`` for ``stage``."""
         images, labels, index = batch
         images = self.augment(images, stage)
         spikes = self.encode(images, index, stage, self.current_epoch())
-        if self.trainer is not None and self.trainer.predicting:
-            return spikes, labels.long(), index  # predictions name their samples
-        return spikes, labels.long()
+        return spikes, labels.long(), index  # the index names each sample (predictions, boosting)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         return self.to_spikes(batch, self._stage())

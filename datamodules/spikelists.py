@@ -191,6 +191,4 @@ class SpikeListDataModule(SpikeDataModule):
         channels, times, sample, labels, index = batch
         dense = densify(channels, times, sample, len(labels), self.time_steps, self.num_inputs)  # [T, B, N]
         spikes = dense.view(self.time_steps, len(labels), *self.input_shape)
-        if self.trainer is not None and self.trainer.predicting:
-            return spikes, labels.long(), index  # predictions name their samples
-        return spikes, labels.long()
+        return spikes, labels.long(), index  # the index names each sample (predictions, boosting)

@@ -57,14 +57,23 @@ class SpikeCountLoss(nn.Module):
         y[torch.arange(target.shape[0], device=target.device), target] = self.desired
         return y
 
-    def forward(self, counts: Tensor, target: Tensor) -> Tensor:
-        """``counts`` ``[B, classes]`` (differentiable), ``target`` ``[B]`` -> scalar loss."""
+    def forward(self, counts: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+        """``counts`` ``[B, classes]`` (differentiable), ``target`` ``[B]`` -> scalar loss.
+
+        ``weight`` ``[B]`` (optional) scales each sample's term, so its output error becomes
+        :math:`\beta_b g_{bk}` (the authors' boosting, :class:`hm2bp.boosting.SampleBoosting`)."""
         if self.check_inputs:
             self.check(counts, target)
         y = self.targets(target, counts.shape[-1], counts.dtype)
         diff = counts - y
         mask = (diff.detach().abs() > self.margin).to(counts.dtype)
-        loss = 0.5 * (mask * diff * diff).sum()
+        if weight is None:
+            loss = 0.5 * (mask * diff * diff).sum()
+        else:
+            if weight.shape != counts.shape[:1]:
+                raise InputError(f"SpikeCountLoss: weight must be [B] = {tuple(counts.shape[:1])}, got "
+                                 f"{tuple(weight.shape)}")
+            loss = 0.5 * ((mask * diff * diff).sum(-1) * weight.to(counts.dtype)).sum()
         return loss / counts.shape[0] if self.reduction == "mean" else loss
 
     def check(self, counts: Tensor, target: Tensor) -> None:

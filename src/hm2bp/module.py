@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from hm2bp.boosting import SampleBoosting
 from hm2bp.checks import max_spike_count, number
 from hm2bp.errors import ConfigError, TrainingDivergedError
 from hm2bp.loss import SpikeCountLoss
@@ -64,6 +65,9 @@ class SpikingClassifier(pl.LightningModule):
             ``None``: a constant rate.
         num_inputs, num_classes, time_steps: linked from the datamodule by the CLI; when given they
             are checked against the network and every batch, with one clear error.
+        boosting: the authors' per-sample error weights (:class:`hm2bp.boosting.SampleBoosting`;
+            in a config ``boosting: {class_path: hm2bp.SampleBoosting}``), or ``None`` (default: off).
+            Needs training batches ``(spikes, labels, index)``, which every hm2bp datamodule gives.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class SpikingClassifier(pl.LightningModule):
         num_inputs: int | None = None,
         num_classes: int | None = None,
         time_steps: int | None = None,
+        boosting: SampleBoosting | None = None,
     ) -> None:
         super().__init__()
         if optimizer is not None and not callable(optimizer):
@@ -84,7 +89,10 @@ class SpikingClassifier(pl.LightningModule):
             raise ConfigError(f"model.lr_scheduler must be a scheduler class or callable (e.g. "
                               f"hm2bp.schedules.InvSqrtEpoch) or null, got {lr_scheduler!r}")
         number("model.time_steps", time_steps, low=2, integer=True, none_ok=True)
-        self.save_hyperparameters(ignore=["network", "loss", "optimizer", "lr_scheduler"])
+        if boosting is not None and not isinstance(boosting, SampleBoosting):
+            raise ConfigError(f"model.boosting must be an hm2bp.SampleBoosting or null, got {boosting!r}")
+        self.save_hyperparameters(ignore=["network", "loss", "optimizer", "lr_scheduler", "boosting"])
+        self.boosting = boosting
         self.network = network
         self.loss = loss if loss is not None else SpikeCountLoss()
         net_in = getattr(network, "num_inputs", None)
@@ -135,7 +143,9 @@ class SpikingClassifier(pl.LightningModule):
         return self.network(spikes).sum(0)
 
     def model_step(self, batch, stage: str) -> dict:
-        spikes, target = batch
+        """``batch`` = ``(spikes, labels[, index])`` (the index names each sample; boosting needs it)."""
+        spikes, target, *rest = batch
+        index = rest[0] if rest else None
         if self.time_steps is not None and spikes.shape[0] != self.time_steps:
             raise ConfigError(
                 f"batch has T={spikes.shape[0]} time steps but the model was linked to T={self.time_steps}"
@@ -143,12 +153,21 @@ class SpikingClassifier(pl.LightningModule):
         layers = self.network(spikes, target=target if stage == "train" else None, return_all=True)
         out = layers[next(reversed(layers))]
         counts = out.sum(0)  # [B, classes]
-        loss = self.loss(counts, target)
+        boost = self.boosting if stage == "train" else None
+        if boost is not None:
+            if boost.begin(int(self.current_epoch)) and boost.last_errors:
+                self.log("train/boost_max_weight", float(boost.weights.max()), on_step=False, on_epoch=True,
+                         batch_size=1)
+            loss = self.loss(counts, target, weight=boost.batch_weights(index, counts.dtype))
+        else:
+            loss = self.loss(counts, target)
         if not torch.isfinite(loss):
             bad = first_nonfinite(self.named_parameters())
             where = f"non-finite parameter {bad!r}" if bad else "the loss inputs (all parameters are finite)"
             raise TrainingDivergedError(f"{stage} loss is {loss.item()} at global step {self.global_step}: check {where}")
         preds = counts.detach().argmax(-1)  # ties -> lowest index; all-silent -> class 0
+        if boost is not None:
+            boost.record(index, target, preds)
         silent = (counts.detach().sum(-1) == 0).float()
         # calling a metric updates its epoch state and returns the batch value (for on_step logs)
         metrics = self.stage_metrics(stage)

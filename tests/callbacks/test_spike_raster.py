@@ -68,7 +68,7 @@ def test_rasters_show_the_selected_neurons_of_an_eval_no_grad_forward(tmp_path):
     model = digits_model()
     dm = digits_data()
     dm.setup("fit")
-    spikes, labels = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)  # encoded batch
+    spikes, labels, _ = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)  # encoded batch
     cb = SpikeRasterLogger(num_samples=2, max_neurons=30)
     cb.on_validation_batch_end(SimpleNamespace(is_global_zero=True), model, None, (spikes, labels), 0)
     seen = []

@@ -8,7 +8,8 @@ changes are the new spelling of the optimizer and schedule (``model.optimizer`` 
 ``model.lr_scheduler`` classes instead of ``optimizer: adam``, ``lr``, ``lr_schedule``), the network's
 new ``psp`` argument (the new name of ``spsp``, which the model configs now use), the target
 injection and W&B run name, which the CLI now derives (from the loss and from
-``trainer.default_root_dir``), and the top-level ``optimizer``/``lr_scheduler`` options, which are gone.
+``trainer.default_root_dir``), the top-level ``optimizer``/``lr_scheduler`` options, which are gone, and
+the model's later ``boosting`` option: off everywhere but in the authors' recipe.
 """
 from __future__ import annotations
 
@@ -59,6 +60,11 @@ def test_composed_experiment_resolves_to_the_values_of_before(name, tmp_path, mo
         assert opt["init_args"]["betas"] == [0.9, 0.999] and opt["init_args"]["eps"] == 1e-8
         assert opt["init_args"]["weight_decay"] == 0.0 and not opt["init_args"]["amsgrad"]
         assert old_model.pop("momentum") == 0.0
+    boosting = new_model.pop("boosting")
+    if name == "mnist_mlp+authors":
+        assert boosting["class_path"] == "hm2bp.SampleBoosting" and boosting["init_args"]["rate"] == 0.05
+    else:
+        assert boosting is None
     schedule = SCHEDULES[old_model.pop("lr_schedule")]
     assert sched["class_path"] == f"{schedule.__module__}.{schedule.__name__}"
     # SpikingNetwork gained `psp`, the new name of `spsp` (both default to None = "exact"): compare

@@ -75,7 +75,7 @@ def test_mnist_datamodule_augments_training_batches_only(tmp_path):
     plain = MNISTDataModule(data_dir=str(tmp_path), time_steps=5)
     plain._batch_index = idx
     assert torch.equal(plain.augment(x, "train"), x)
-    spikes, labels = dm.on_after_batch_transfer((x, torch.zeros(3, dtype=torch.long), idx), 0)
+    spikes, labels, _ = dm.on_after_batch_transfer((x, torch.zeros(3, dtype=torch.long), idx), 0)
     assert spikes.shape == (5, 3, 28, 28) and spikes.dtype == torch.uint8
     with pytest.raises(ValueError, match=r"data.init_args.rotation=-1 must be >= 0; an augmentation magnitude"):
         MNISTDataModule(data_dir=str(tmp_path), rotation=-1)

@@ -14,7 +14,7 @@ def test_digits_splits_and_batches():
     splits = [set(s.indices.tolist()) for s in (dm.train_set, dm.val_set, dm.test_set)]
     assert not (splits[0] & splits[1]) and not (splits[0] & splits[2]) and not (splits[1] & splits[2])
     batch = next(iter(dm.train_dataloader()))
-    spikes, y = dm.on_after_batch_transfer(batch, 0)
+    spikes, y, _ = dm.on_after_batch_transfer(batch, 0)
     assert spikes.shape == (30, 16, 8, 8) and spikes.dtype == torch.uint8
     assert y.dtype == torch.int64 and 0 <= int(y.min()) and int(y.max()) <= 9
     assert dm.num_inputs == 64

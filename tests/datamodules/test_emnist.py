@@ -53,7 +53,7 @@ def test_real_balanced_subset(shared_data):
     assert ones.sum(0).max() > 2 * ones.sum(1).max()  # a vertical stroke: ink piles up in few columns
     sevens = dm.train_set.x[dm.train_set.y == 7].float().mean(0)  # the bar of a '7' is at the top
     assert sevens[:10].sum() > 1.5 * sevens[18:].sum()
-    spikes, labels = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    spikes, labels, _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert spikes.shape == (50, 16, 28, 28) and spikes.dtype == torch.uint8 and labels.dtype == torch.int64
     assert spikes[0].sum() == 0 and int(spikes.max()) == 1
     assert 0 <= int(labels.min()) and int(labels.max()) < 47

@@ -39,7 +39,7 @@ def test_fsdd_official_split_real_files(fsdd_subset, tmp_path):
     assert len(dm.train_set) + len(dm.val_set) == 40 and len(dm.val_set) == 4
     assert sorted(set(test.labels.tolist())) == list(range(10))
     assert test.labels[list(test.sources).index("7_theo_0.wav")] == 7
-    spikes, labels = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    spikes, labels, _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert spikes.shape == (400, 8, 78) and spikes.dtype == torch.uint8 and labels.dtype == torch.int64
     assert int(spikes.max()) == 1 and spikes[0].sum() == 0  # BSA: first spike at step >= 1
     rate = spikes.float().mean().item()
@@ -80,7 +80,7 @@ def test_subfolder_layout_and_random_test_split(tmp_path):
     assert dm.classes == ["no", "stop", "yes"] and dm.num_classes == 3
     dm.setup()
     assert len(dm.test_set) == 3 and len(dm.train_set) + len(dm.val_set) == 9
-    spikes, labels = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
+    spikes, labels, _ = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
     assert spikes.shape == (200, 3, 78) and labels.max() < 3
 
 

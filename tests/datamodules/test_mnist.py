@@ -21,7 +21,7 @@ def test_real_mnist_counts_and_batches(shared_data):
     assert len(dm.test_set) == 10000
     assert set(dm.train_set.indices.tolist()).isdisjoint(dm.val_set.indices.tolist())
     images, labels, index = next(iter(dm.train_dataloader()))
-    spikes, y = dm.on_after_batch_transfer((images, labels, index), 0)
+    spikes, y, _ = dm.on_after_batch_transfer((images, labels, index), 0)
     assert spikes.shape == (50, 8, 28, 28) and spikes.dtype == torch.uint8
     assert y.dtype == torch.int64 and int(y.min()) >= 0 and int(y.max()) <= 9
     assert spikes[0].sum() == 0  # no spike at t = 0
@@ -123,8 +123,8 @@ def test_compact_pixel_order_on_real_batches(shared_data):
     for dm in (raster, compact):
         dm.setup("test")
     images, labels, index = next(iter(compact.test_dataloader()))
-    s_raster, _ = raster.on_after_batch_transfer((images, labels, index), 0)
-    s_compact, _ = compact.on_after_batch_transfer((images, labels, index), 0)
+    s_raster, _, _ = raster.on_after_batch_transfer((images, labels, index), 0)
+    s_compact, _, _ = compact.on_after_batch_transfer((images, labels, index), 0)
     flat = images.reshape(16, -1)
     k = (flat > 0).sum(1)  # nonzero pixels per image
     fired = s_compact.reshape(100, 16, -1).sum(0) > 0  # [16, 784]

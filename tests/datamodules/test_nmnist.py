@@ -72,7 +72,7 @@ def test_real_subset(shared_data, tmp_path):
     lists = dm.load_split("train")
     assert np.bincount(lists.labels).tolist() == [97, 116, 99, 93, 105, 92, 94, 117, 87, 100]
     assert lists.times.min() >= 1 and lists.channels.min() >= 0 and lists.channels.max() < 2312
-    spikes, labels = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    spikes, labels, _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert spikes.shape == (540, 8, 2312) and spikes.dtype == torch.uint8 and labels.dtype == torch.int64
     assert spikes[0].sum() == 0 and int(spikes.max()) == 1 and 0 <= labels.min() and labels.max() <= 9
     # per sample: about the file's event count (few duplicates / out-of-field), both polarities present

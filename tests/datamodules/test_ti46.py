@@ -38,7 +38,7 @@ def test_spikes_source_real(shared_data, ti46_cache):
         row = manifest[f"{train.sources[i]}"]
         assert len(ch) == int(row["n_spikes"]) and int(row["class_index"]) == train.labels[i]
         assert ch.min() == int(row["channel_min"]) and t.max() == int(row["time_max"])
-    spikes, labels = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    spikes, labels, _ = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert spikes.shape == (700, 16, 78) and spikes.dtype == torch.uint8 and labels.dtype == torch.int64
     assert int(spikes.max()) == 1 and 0 <= labels.min() and labels.max() < 26
     per_sample = spikes.sum((0, 2)).float()
@@ -70,7 +70,7 @@ def test_audio_source_ldc_layout(tmp_path):
     train = dm.load_split("train")
     assert sorted(train.labels.tolist()) == [0, 0, 0, 0, 25, 25, 25, 25]
     assert dm.load_split("test").labels.tolist() == [1, 1]
-    spikes, labels = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
+    spikes, labels, _ = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
     assert spikes.shape == (300, 2, 78) and spikes.sum() > 0
     # low tone -> later (higher-index, low-frequency) channels than the high tone
     a = train.channels[train.offsets[0]:train.offsets[1]].astype(float).mean()

@@ -30,4 +30,4 @@ def digits_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     dm = DigitsDataModule(time_steps=T, batch_size=64)
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
-    return dm.on_after_batch_transfer(batch, 0)
+    return dm.on_after_batch_transfer(batch, 0)[:2]

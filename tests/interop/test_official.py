@@ -52,7 +52,7 @@ def test_checkpoint_classifies_mnist(checkpoint, shared_data):
     load_checkpoint(net, checkpoint)
     dm = MNISTDataModule(data_dir=str(shared_data), time_steps=400, batch_size=16)
     dm.setup("test")
-    x, y = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
+    x, y, _ = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
     with torch.no_grad():
         correct = (net(x).sum(0).argmax(-1) == y).sum().item()
     assert correct >= 15, f"{correct}/16"
