@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_mlp import _reset_peak, _rss_kib  # noqa: E402
 
 from hm2bp import SpikeCountLoss, SpikingNetwork  # noqa: E402
+from hm2bp.allocator import keep_freed_memory  # noqa: E402
 from hm2bp.datamodules.encoding import bernoulli_rate  # noqa: E402
 from hm2bp.functional.rule import spike_counts  # noqa: E402
 
@@ -118,8 +119,12 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None, help="folder with MNIST/raw (default: synthetic images)")
     ap.add_argument("--conv-budget-mib", type=float, default=None,
                     help="memory budget of the conv/pool backward's sample blocks (default: the layers' 128 MiB)")
+    ap.add_argument("--allocator", choices=["keep", "system"], default="keep",
+                    help="keep: hm2bp.allocator.keep_freed_memory(), as the hm2bp CLI does by default")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.allocator == "keep":
+        keep_freed_memory()
     torch.manual_seed(0)
     torch.backends.cudnn.allow_tf32 = False  # full fp32: TF32 rounds conv/matmul inputs and can flip spikes
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -179,7 +184,7 @@ def main() -> None:
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {
         "rule": args.rule, "mode": args.mode, "batch": args.batch, "T": args.T, "dtype": args.dtype,
-        "device": str(dev), "threads": args.threads, "input": "mnist" if args.data_dir else "synthetic",
+        "device": str(dev), "threads": args.threads, "allocator": args.allocator, "input": "mnist" if args.data_dir else "synthetic",
         "conv_budget_mib": args.conv_budget_mib,
         "s_per_step_median": round(statistics.median(times[1:]), 4), "s_per_step_min": round(min(times[1:]), 4),
         "s_per_step_all": [round(t, 4) for t in times],

@@ -36,6 +36,7 @@ import time
 import torch
 
 from hm2bp import SpikeCountLoss, SpikingNetwork
+from hm2bp.allocator import keep_freed_memory
 
 
 def _rss_kib(field: str) -> float | None:
@@ -110,8 +111,12 @@ def main() -> None:
                     help="intra-op threads during loss.backward() only (default: --threads)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--density", type=float, default=0.03)
+    ap.add_argument("--allocator", choices=["keep", "system"], default="keep",
+                    help="keep: hm2bp.allocator.keep_freed_memory(), as the hm2bp CLI does by default")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.allocator == "keep":
+        keep_freed_memory()
     torch.manual_seed(0)
     dev = torch.device(args.device)
     thresholds = [float(t) for t in args.thresholds.split(",")]
@@ -164,7 +169,7 @@ def main() -> None:
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     res = {
         "rule": args.rule, "mode": args.mode, "batch": args.batch, "T": args.T, "spec": args.spec,
-        "device": args.device, "threads": args.threads, "backward_threads": args.backward_threads or args.threads,
+        "device": args.device, "threads": args.threads, "allocator": args.allocator, "backward_threads": args.backward_threads or args.threads,
         "s_per_step_median": round(statistics.median(times[1:]), 4), "s_per_step_min": round(min(times[1:]), 4),
         "s_per_step_all": [round(t, 4) for t in times],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
