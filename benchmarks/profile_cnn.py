@@ -1,6 +1,7 @@
 """Where the paper CNN's HM2-BP step goes, layer by layer (forward of each layer, backward of each layer).
 
     python benchmarks/profile_cnn.py 1 16      # threads, batch (T = 400, MNIST images from ../shared-style data dir)
+    python benchmarks/profile_cnn.py 1 16 runs/mnist_cnn/<run>/checkpoints/last.ckpt   # weights of a training run
 
 Runs two training steps (the second is reported): forward hooks time each layer's forward; a hook
 on each layer's output counts marks when its ``dE/do`` arrives in the backward, so the time
@@ -29,6 +30,9 @@ def main() -> None:
     B = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     torch.manual_seed(0)
     net = SpikingNetwork(SPEC, THRESHOLDS, output_lateral_inhibition=1.0, spsp="official", target_injection=35)
+    if len(sys.argv) > 3:  # a Lightning checkpoint of hm2bp fit: its network weights (trained layers spike more)
+        state = torch.load(sys.argv[3], map_location="cpu", weights_only=True)["state_dict"]
+        net.load_state_dict({k[len("network."):]: v for k, v in state.items() if k.startswith("network.")})
     images, y = _images(os.environ.get("HM2BP_TEST_DATA"), B)
     x = bernoulli_rate(images, 400, index=torch.arange(B))
     times: dict[str, float] = {}
