@@ -4,8 +4,8 @@ Batch contract (what every datamodule hands to the model, after ``on_after_batch
 ``(spikes, labels, index)`` with ``spikes`` ``[T, B, *input_shape]`` ``uint8`` (0/1), ``labels``
 ``[B]`` ``int64`` and ``index`` ``[B]``, each sample's index in its split's source (predictions
 name their samples by it; boosting keys its weights by it). A datamodule of one's own may hand
-``(spikes, labels)`` only; the model then cannot boost. Each datamodule exposes ``num_inputs``, ``num_classes``, ``time_steps`` and
-``input_shape``; the CLI links them into the model.
+``(spikes, labels)`` only; the model then cannot boost. Each datamodule exposes ``num_inputs``,
+``num_classes``, ``time_steps`` and ``input_shape``; the CLI links them into the model.
 
 Data location: the ``data_dir`` argument, else ``$HM2BP_DATA_DIR``, else ``./data``.
 """
