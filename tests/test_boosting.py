@@ -130,3 +130,45 @@ def test_cli_config_turns_boosting_on(tmp_path):
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     weights = state["boosting.weights"]
     assert weights.numel() > 0 and float(weights.max()) > 1.0 and float(weights.max()) <= math.exp(0.05)
+
+
+def _records() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """24 of 40 samples, three classes, about 40 % misclassified; sorted by sample index."""
+    g = torch.Generator().manual_seed(3)
+    index = torch.randperm(40, generator=g)[:24].sort().values
+    target = torch.randint(0, 3, (24,), generator=g)
+    preds = torch.where(torch.rand(24, generator=g) < 0.4, (target + 1) % 3, target)
+    return index, target, preds
+
+
+def _rank_update(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One gloo rank: record its share of the epoch (rank 0 the 12 lowest sample indices, so its
+    tables are shorter than rank 1's), update, save the weights."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        boost = SampleBoosting()
+        boost.begin(0)
+        share = slice(0, 12) if rank == 0 else slice(12, 24)
+        index, target, preds = _records()
+        boost.record(index[share], target[share], preds[share])
+        boost.begin(1)
+        torch.save(boost.weights, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_merge_their_records_before_the_update(tmp_path):
+    """Two gloo processes, each recording a disjoint share of an epoch: both end with the weights
+    one process gets from all the records (the merge is what makes them agree)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_rank_update, args=(2, str(tmp_path / "pg"), str(tmp_path)), nprocs=2, join=True)
+    single = SampleBoosting()
+    single.begin(0)
+    single.record(*_records())
+    single.begin(1)
+    assert float(single.weights.max()) > 1.0
+    for rank in (0, 1):
+        assert torch.equal(torch.load(tmp_path / f"rank{rank}.pt", weights_only=True), single.weights)
