@@ -107,6 +107,17 @@ def test_state_dict_round_trip_of_any_size():
     fresh.load_state_dict(boost.state_dict())
     assert torch.equal(fresh.weights, boost.weights) and int(fresh.records_epoch) == 1
     assert fresh.weights.numel() == 8 and float(fresh.weights[3]) > 1
+    # a checkpoint of a run without boosting: turning it on at resume starts from weights 1
+    model = SpikingClassifier(digits_model().network, boosting=SampleBoosting())
+    plain = SpikingClassifier(digits_model().network).state_dict()
+    model.load_state_dict(plain)
+    assert model.boosting.weights.numel() == 0 and int(model.boosting.records_epoch) == -1
+    # and the reverse: a boosted run's checkpoint tested by a model without boosting
+    plain_model = SpikingClassifier(digits_model().network)
+    ckpt = {"state_dict": model.state_dict(), "epoch": 0}
+    ckpt["state_dict"]["boosting.weights"] = torch.ones(5, dtype=torch.float64)
+    plain_model.on_load_checkpoint(ckpt)
+    plain_model.load_state_dict(ckpt["state_dict"])  # strict: no boosting keys left
 
 
 def test_boosting_without_sample_index_is_one_clear_error():

@@ -123,8 +123,11 @@ class SampleBoosting(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
-        """Accept saved tables of any length (they grow with the sample indices seen)."""
+        """Accept saved tables of any length (they grow with the sample indices seen), and a
+        checkpoint saved without boosting (boosting turned on when resuming: all weights start at 1)."""
         key = prefix + "weights"
+        if not any(k.startswith(prefix) for k in state_dict):
+            return
         if key in state_dict:
             n = state_dict[key].numel()
             dev = self.weights.device

@@ -274,7 +274,8 @@ class SpikingClassifier(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore which epoch the saved training-metric states belong to; accept checkpoints
-        written before those states were saved in them."""
+        written before those states were saved in them, and a boosted run's checkpoint in a model
+        without boosting (its sample weights only matter for training)."""
         self._metrics_epoch = int(checkpoint.get(_METRICS_EPOCH, checkpoint.get("epoch", -1)))
         state = checkpoint.get("state_dict")
         if state is None:
@@ -286,6 +287,9 @@ class SpikingClassifier(pl.LightningModule):
         for key, value in self.state_dict().items():
             if key.startswith("train_metrics.") and key not in state:
                 state[key] = value
+        if self.boosting is None:  # a boosted run's checkpoint, tested or resumed without boosting
+            for key in [k for k in state if k.startswith("boosting.")]:
+                del state[key]
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         """At the first batch of an epoch: fresh training metrics, and ``train/lr``.
