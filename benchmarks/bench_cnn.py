@@ -34,10 +34,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_mlp import _reset_peak, _rss_kib  # noqa: E402
+from bench_mlp import _reset_peak, _rss_kib, add_allocator_option, apply_allocator_option  # noqa: E402
 
 from hm2bp import SpikeCountLoss, SpikingNetwork  # noqa: E402
-from hm2bp.allocator import keep_freed_memory  # noqa: E402
 from hm2bp.datamodules.encoding import bernoulli_rate  # noqa: E402
 from hm2bp.functional.rule import spike_counts  # noqa: E402
 
@@ -119,12 +118,10 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None, help="folder with MNIST/raw (default: synthetic images)")
     ap.add_argument("--conv-budget-mib", type=float, default=None,
                     help="memory budget of the conv/pool backward's sample blocks (default: the layers' 128 MiB)")
-    ap.add_argument("--allocator", choices=["keep", "system"], default="keep",
-                    help="keep: hm2bp.allocator.keep_freed_memory(), as the hm2bp CLI does by default")
+    add_allocator_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.allocator == "keep":
-        keep_freed_memory()
+    apply_allocator_option(args)
     torch.manual_seed(0)
     torch.backends.cudnn.allow_tf32 = False  # full fp32: TF32 rounds conv/matmul inputs and can flip spikes
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -39,6 +39,17 @@ from hm2bp import SpikeCountLoss, SpikingNetwork
 from hm2bp.allocator import keep_freed_memory
 
 
+def add_allocator_option(ap: argparse.ArgumentParser) -> None:
+    """``--allocator keep|system`` of the benchmark scripts (``keep``: as the hm2bp CLI does)."""
+    ap.add_argument("--allocator", choices=["keep", "system"], default="keep",
+                    help="keep: hm2bp.allocator.keep_freed_memory(), as the hm2bp CLI does by default")
+
+
+def apply_allocator_option(args: argparse.Namespace) -> None:
+    if args.allocator == "keep":
+        keep_freed_memory()
+
+
 def _rss_kib(field: str) -> float | None:
     try:
         with open("/proc/self/status") as f:
@@ -111,12 +122,10 @@ def main() -> None:
                     help="intra-op threads during loss.backward() only (default: --threads)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--density", type=float, default=0.03)
-    ap.add_argument("--allocator", choices=["keep", "system"], default="keep",
-                    help="keep: hm2bp.allocator.keep_freed_memory(), as the hm2bp CLI does by default")
+    add_allocator_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.allocator == "keep":
-        keep_freed_memory()
+    apply_allocator_option(args)
     torch.manual_seed(0)
     dev = torch.device(args.device)
     thresholds = [float(t) for t in args.thresholds.split(",")]

@@ -103,13 +103,14 @@ class HM2BPCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         sub, cfg = self._sub()
-        threads = (cfg if sub else self.config).get("threads")
+        conf = cfg if sub else self.config
+        threads = conf.get("threads")
         number("threads", threads, low=0, integer=True, hint="a count of CPU threads, or 0 for torch's default")
         if threads:
             torch.set_num_threads(int(threads))
-        if (cfg if sub else self.config).get("allocator", "keep") == "keep":
+        if conf.get("allocator", "keep") == "keep":
             keep_freed_memory()
-        target_injection_follows_loss((cfg if sub else self.config).model)
+        target_injection_follows_loss(conf.model)
         self._prepare_run_dir(sub, cfg)
 
     def parse_arguments(self, parser, args) -> None:

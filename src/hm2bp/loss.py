@@ -67,13 +67,13 @@ class SpikeCountLoss(nn.Module):
         y = self.targets(target, counts.shape[-1], counts.dtype)
         diff = counts - y
         mask = (diff.detach().abs() > self.margin).to(counts.dtype)
-        if weight is None:
-            loss = 0.5 * (mask * diff * diff).sum()
-        else:
+        terms = mask * diff * diff
+        if weight is not None:
             if weight.shape != counts.shape[:1]:
                 raise InputError(f"SpikeCountLoss: weight must be [B] = {tuple(counts.shape[:1])}, got "
                                  f"{tuple(weight.shape)}")
-            loss = 0.5 * ((mask * diff * diff).sum(-1) * weight.to(counts.dtype)).sum()
+            terms = terms * weight.to(counts.dtype)[:, None]
+        loss = 0.5 * terms.sum()
         return loss / counts.shape[0] if self.reduction == "mean" else loss
 
     def check(self, counts: Tensor, target: Tensor) -> None:
