@@ -21,6 +21,7 @@ from hm2bp.functional.conv_events import (
 )
 from hm2bp.functional.conv_grad import (
     channels_last_index,
+    choose_path,
     conv_hm2bp_backward_events,
     counts_from_index,
     input_events,
@@ -96,7 +97,7 @@ def test_channels_last_index_renumbers():
 
 
 # ----------------------------------------------------------------------------- conv backward
-@pytest.mark.parametrize("path", ["output", "input"])
+@pytest.mark.parametrize("path", ["output", "input", "gemm"])
 @pytest.mark.parametrize("convention", ["exact", "official"])
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=GEOMETRY_IDS)
 def test_conv_events_backward_equals_pairwise_rule(convention, geometry, path):
@@ -114,7 +115,7 @@ def test_conv_events_backward_equals_pairwise_rule(convention, geometry, path):
                 torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("path", ["output", "input"])
+@pytest.mark.parametrize("path", ["output", "input", "gemm"])
 @pytest.mark.parametrize("convention", ["exact", "official"])
 @pytest.mark.parametrize("group", [1, 2, None])
 def test_conv_events_bias_gradient_equals_pairwise_rule(group, convention, path):
@@ -130,7 +131,7 @@ def test_conv_events_bias_gradient_equals_pairwise_rule(group, convention, path)
         torch.testing.assert_close(gb, rb, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("path", ["output", "input"])
+@pytest.mark.parametrize("path", ["output", "input", "gemm"])
 @pytest.mark.parametrize("silent", ["post", "pre", "both"])
 def test_conv_events_backward_silent_layers(silent, path):
     pre, post, w, grad = random_conv_case(5, B=2, stride=2, padding=1)
@@ -145,7 +146,7 @@ def test_conv_events_backward_silent_layers(silent, path):
     torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("path", ["output", "input", "auto"])
+@pytest.mark.parametrize("path", ["output", "input", "gemm", "auto"])
 def test_conv_events_backward_without_input_grad(path):
     pre, post, w, grad = random_conv_case(2, B=2)
     rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make("official"))
@@ -217,3 +218,15 @@ def test_network_event_path_equals_dense_path(monkeypatch, spec, thresholds):
         assert torch.equal(spikes[k], dense_spikes[k]), k
     for k in grads:
         torch.testing.assert_close(grads[k], dense_grads[k], rtol=1e-10, atol=1e-10)
+
+
+def test_choose_path_follows_the_work_of_each_path():
+    """The paper CNN's conv2 (15x12x12 -> 40x8x8, k 5, T 400, batch 16) at the spike counts of
+    docs/benchmarks.md: sparse (initial weights) -> the input path; dense (after 510 training steps)
+    -> the GEMM over time, unless the dense trains are not at hand."""
+    geom = ConvGeometry(15, 12, 12, 40, 5)
+    assert choose_path(30515, 3346, 400, 16, geom, True, True) == "input"
+    assert choose_path(183442, 428482, 400, 16, geom, True, True) == "gemm"
+    assert choose_path(183442, 428482, 400, 16, geom, True, True, gemm=False) == "output"
+    conv1 = ConvGeometry(1, 28, 28, 15, 5)  # few input pixels, small GEMMs: never the GEMM path
+    assert choose_path(107343, 563351, 400, 16, conv1, True, False) != "gemm"

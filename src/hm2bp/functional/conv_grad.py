@@ -24,7 +24,9 @@ where :math:`(y, x) = ((i_y + p - k_y)/s, (i_x + p - k_x)/s)` must be an integer
 This is the ``"output"`` path of :func:`conv_hm2bp_backward_events`; the ``"input"`` path
 (:mod:`hm2bp.functional.conv_input_trace`) scans the input PSP traces instead and gathers them at
 the output coefficient events, cheaper when the layer has fewer input pixels than output
-neurons or sparse output spikes (``choose_path``).
+neurons or sparse output spikes; the ``"gemm"`` path (:mod:`hm2bp.functional.conv_time_gemm`)
+contracts :math:`Q` with the unfolded input frames over time, cheaper once a wide layer's
+spikes are dense (``choose_path``).
 
 Memory: :math:`Q` is formed for a block of ``g`` samples sized by ``memory_budget`` (its two
 scan halves plus one chunk of the re-gathered current), so the working memory does not grow with
@@ -46,6 +48,9 @@ from hm2bp.functional.spsp import InputEvents, adjoint_trace, reset_events_from_
 
 CONV_MEMORY_BUDGET = 128 * 2**20  # bytes per block of samples (Q's scans + one current chunk)
 CURRENT_CHUNK = 32  # steps per chunk of the re-gathered current (side effect)
+# multiply-adds of the GEMM path that cost about as much as one gathered float of the event paths
+# (1 thread; docs/benchmarks.md, "Choosing the conv backward path")
+GEMM_MACS_PER_GATHER = 12
 
 
 def channels_last_index(index: Tensor, T: int, B: int, c: int, h: int, w: int) -> Tensor:
@@ -108,8 +113,9 @@ def conv_hm2bp_backward_events(
         path: ``"output"`` scans the post-side adjoint trace ``Q`` (``C_out H' W'`` neurons) and
             gathers it at the input events; ``"input"`` scans the input PSP traces (``C_in H W``
             neurons, :mod:`hm2bp.functional.conv_input_trace`) and gathers them at the output
-            coefficient events; ``"auto"`` picks the cheaper by a count of the work of each
-            (the scans plus the gathered floats). Same gradients either way.
+            coefficient events; ``"gemm"`` contracts ``Q`` with the unfolded input trains over
+            time (:mod:`hm2bp.functional.conv_time_gemm`); ``"auto"`` picks the cheapest by a
+            count of the work of each (``choose_path``). Same gradients every way.
         group: samples per block (default: as many as ``memory_budget`` bytes allow).
 
     Returns:
@@ -117,6 +123,7 @@ def conv_hm2bp_backward_events(
         over the batch, the regulariser added once per sample.
     """
     from hm2bp.functional.conv_input_trace import input_trace_terms
+    from hm2bp.functional.conv_time_gemm import time_gemm_terms
 
     dtype = weight.dtype
     T, B = pre_events.shape[:2]
@@ -139,14 +146,14 @@ def conv_hm2bp_backward_events(
     grad_b = rule.silent_spsp * silent_coef.sum((0, 2, 3)) if bias is not None else None
     want_h = need_input_grad and rule.effect_ratio
 
-    if path not in ("auto", "output", "input"):
-        raise ValueError(f"path must be 'auto', 'output' or 'input', got {path!r}")
-    if path == "input" and pre is None:
-        raise ValueError("path='input' needs the input trains (pre)")
+    if path not in ("auto", "output", "input", "gemm"):
+        raise ValueError(f"path must be 'auto', 'output', 'input' or 'gemm', got {path!r}")
+    if path in ("input", "gemm") and pre is None:
+        raise ValueError(f"path={path!r} needs the input trains (pre)")
     if path == "auto":
         path = "output" if pre is None else choose_path(pre_events.s.numel(), post_index.numel(), T, B, geom,
                                                         rule.psp_kernel.window is not None, want_h)
-    terms = input_trace_terms if path == "input" else _output_trace_terms
+    terms = {"input": input_trace_terms, "gemm": time_gemm_terms, "output": _output_trace_terms}[path]
     acc, h, gb = terms(pre_events, pre, post_index, geom, weight, rule, delta=delta, active_out=active_out,
                        o_out=o_out, bias=bias, want_h=want_h, group=group, memory_budget=memory_budget)
     grad_w = grad_w + acc + B * regulariser_grad(weight, rule)
@@ -164,18 +171,28 @@ def conv_hm2bp_backward_events(
     return grad_w, grad_in, grad_b
 
 
-def choose_path(n_pre: int, n_post: int, T: int, B: int, geom: ConvGeometry, windowed: bool, want_h: bool) -> str:
-    """``"output"`` or ``"input"``: the path with less work. Each scans two traces of its side's
-    neurons over ``T`` steps, then gathers, per kernel tap, a row of the other side's channels for
-    every event: input spikes on the output path, post coefficient events (2 per output spike, 3
-    with the official window) on the input path."""
+def choose_path(n_pre: int, n_post: int, T: int, B: int, geom: ConvGeometry, windowed: bool, want_h: bool,
+                *, gemm: bool = True) -> str:
+    """``"output"``, ``"input"`` or ``"gemm"``: the path with the least work, counted in gathered
+    floats. The event paths scan two traces of their side's neurons over ``T`` steps, then gather,
+    per kernel tap, a row of the other side's channels for every event: input spikes on the output
+    path, post coefficient events (2 per output spike, 3 with the official window) on the input
+    path. The GEMM path (``conv_time_gemm``; only when ``gemm``, i.e. the dense input trains are
+    at hand) scans the output side and does ``T H' W' C_out C_in k^2`` multiply-adds per sample,
+    ``GEMM_MACS_PER_GATHER`` of which cost about one gathered float (measured in
+    ``docs/benchmarks.md``, "Choosing the conv backward path")."""
     taps = geom.k * geom.k
     n_out = geom.c_out * geom.h_out * geom.w_out
     n_in = geom.c_in * geom.h * geom.w
     per_spike = 3 if windowed else 2
-    out_cost = 2 * T * B * n_out + 2 * n_pre * taps * geom.c_out * (2 if want_h else 1)
-    in_cost = 2 * T * B * n_in + 2 * per_spike * n_post * taps * geom.c_in * (3 if want_h else 2)
-    return "input" if in_cost < out_cost else "output"
+    costs = {
+        "output": 2 * T * B * n_out + 2 * n_pre * taps * geom.c_out * (2 if want_h else 1),
+        "input": 2 * T * B * n_in + 2 * per_spike * n_post * taps * geom.c_in * (3 if want_h else 2),
+    }
+    if gemm:
+        macs = T * B * geom.h_out * geom.w_out * geom.c_out * geom.c_in * taps
+        costs["gemm"] = 2 * T * B * n_out + macs / GEMM_MACS_PER_GATHER
+    return min(costs, key=costs.get)
 
 
 def _output_trace_terms(pre_events, pre, post_index, geom, weight, rule, *, delta, active_out, o_out, bias, want_h,

@@ -159,7 +159,7 @@ class SpikingConv2d(NeuronLayer):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.block = BLOCK  # time steps per block of the forward simulation
         self.memory_budget = CONV_MEMORY_BUDGET  # bytes per block of samples in the backward
-        self.backward_path = "auto"  # "output" (adjoint trace) or "input" (input traces); same gradients
+        self.backward_path = "auto"  # "output" (adjoint trace), "input" (input traces) or "gemm"; same gradients
 
     def output_shape(self, in_shape: tuple[int, int, int]) -> tuple[int, int, int]:
         """``(C_out, H', W')`` for inputs ``(C_in, H, W)``."""
