@@ -67,12 +67,17 @@ def padded_traces(pre: Tensor, kernel, dtype: torch.dtype, padding: int) -> tupl
     return buf[0], buf[1]
 
 
-def _patches(table: Tensor, t, b, y, x, g: int, hp: int, wp: int, c_in: int, stride: int, offsets: Tensor) -> Tensor:
-    """Receptive fields ``[n, k k C_in]`` of output positions ``(t, b, y, x)`` from the flat
-    padded channels-last traces ``[T, g, Hp, Wp, C_in]``: one 1-D gather (the patch corner plus
-    the fixed ``offsets`` of its elements)."""
+def _patches(table: Tensor, t, b, y, x, g: int, hp: int, wp: int, c_in: int, stride: int, k: int) -> Tensor:
+    """Receptive fields ``[n, k k C_in]`` (order ``k_y, k_x, c_i``) of output positions ``(t, b, y,
+    x)`` from the flat padded channels-last traces ``[T, g, Hp, Wp, C_in]``. Within a patch, each
+    kernel row is ``k C_in`` contiguous floats, so the gather reads ``k`` rows of an overlapping
+    strided view of the table (one row starting at every element): ``k`` indices per event
+    instead of ``k^2 C_in``."""
+    width = k * c_in
+    lines = table.as_strided((table.numel() - width + 1, width), (1, 1))
     corner = (((t * g + b) * hp + y * stride) * wp + x * stride) * c_in
-    return table.index_select(0, (corner.unsqueeze(1) + offsets).view(-1)).view(t.numel(), -1)
+    starts = corner.unsqueeze(1) + torch.arange(k, device=table.device) * (wp * c_in)
+    return lines.index_select(0, starts.view(-1)).view(t.numel(), -1)
 
 
 def _chunks(run: Tensor, chunk: int):
@@ -118,7 +123,7 @@ def spsp_patches(pairs, active: Tensor, g: int, geom: ConvGeometry, hp: int, wp:
         x = r - y * geom.w_out
         flat = table.reshape(-1)
         for i0, i1 in _chunks(run, max(1, PATCH_FLOATS // patch)):
-            G = _patches(flat, t[i0:i1], b[i0:i1], y[i0:i1], x[i0:i1], g, hp, wp, geom.c_in, geom.stride, offsets)
+            G = _patches(flat, t[i0:i1], b[i0:i1], y[i0:i1], x[i0:i1], g, hp, wp, geom.c_in, geom.stride, geom.k)
             r0, r1 = int(run[i0]), int(run[i1 - 1]) + 1
             bags = torch.searchsorted(run[i0:i1], torch.arange(r0, r1, device=run.device))
             rows = torch.arange(i1 - i0, device=run.device)
