@@ -4,8 +4,8 @@
     python benchmarks/device_check.py --device cpu      # smoke run of the script itself
     pytest -m gpu tests/test_device_check.py            # the same check as a test (skipped without CUDA)
 
-Builds a small MLP (100-60-10, official conventions) and a small CNN (12x12-4C3-P2-30-10) in
-float64, copies the same weights to the CPU and to ``--device``, runs one forward and one HM2-BP
+Builds a small MLP (100-60-10, official conventions) and a small CNN (12x12-4C3-P2-30-10, once
+per conv backward path: output, input, gemm) in float64, copies the same weights to the CPU and to ``--device``, runs one forward and one HM2-BP
 backward on the same input spikes, and compares every layer's spike trains (must be identical)
 and every gradient (relative error <= ``--rtol``; float summation order differs between devices).
 Every layer must spike, so the comparison is not vacuous.
@@ -21,6 +21,9 @@ import sys
 import torch
 
 from hm2bp import SpikeCountLoss, SpikingNetwork
+from hm2bp.layers.conv import SpikingConv2d
+
+CONV_PATHS = ("output", "input", "gemm")
 
 
 def run(net: SpikingNetwork, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
@@ -60,9 +63,14 @@ def check(device: torch.device, rtol: float = 1e-9, T: int = 120) -> list[dict]:
     torch.manual_seed(1)
     cnn = SpikingNetwork("12x12-4C3-P2-30-10", [1.0, 0.5, 2.0, 2.0], output_lateral_inhibition=1.0,
                          spsp="official").double()
-    x_cnn = (torch.rand(T, 4, 12, 12, generator=g) < 0.2).to(torch.uint8)
-    return [compare("mlp 100-60-10", mlp, x_mlp, y, device, rtol),
-            compare("cnn 12x12-4C3-P2-30-10", cnn, x_cnn, y, device, rtol)]
+    x_cnn = (torch.rand(T, 4, 12, 12, generator=g) < 0.08).to(torch.uint8)  # < MAX_CONV_DENSITY: event paths
+    reports = [compare("mlp 100-60-10", mlp, x_mlp, y, device, rtol)]
+    for path in CONV_PATHS:  # every conv backward path, on both devices
+        for layer in cnn.modules():
+            if isinstance(layer, SpikingConv2d):
+                layer.backward_path = path
+        reports.append(compare(f"cnn 12x12-4C3-P2-30-10 path={path}", cnn, x_cnn, y, device, rtol))
+    return reports
 
 
 def main() -> int:

@@ -32,6 +32,7 @@ def test_cuda_spikes_and_gradients_equal_cpu():
 
 def test_device_check_runs_on_cpu():
     reports = _device_check().check(torch.device("cpu"), rtol=1e-12, T=60)
-    assert [r["net"] for r in reports] == ["mlp 100-60-10", "cnn 12x12-4C3-P2-30-10"]
+    assert [r["net"] for r in reports] == ["mlp 100-60-10"] + [
+        f"cnn 12x12-4C3-P2-30-10 path={path}" for path in ("output", "input", "gemm")]
     for report in reports:
         assert report["ok"], report

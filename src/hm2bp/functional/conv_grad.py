@@ -51,6 +51,7 @@ CURRENT_CHUNK = 32  # steps per chunk of the re-gathered current (side effect)
 # multiply-adds of the GEMM path that cost about as much as one gathered float of the event paths
 # (1 thread; docs/benchmarks.md, "Choosing the conv backward path")
 GEMM_MACS_PER_GATHER = 12
+PATHS = ("auto", "output", "input", "gemm")
 
 
 def channels_last_index(index: Tensor, T: int, B: int, c: int, h: int, w: int) -> Tensor:
@@ -146,8 +147,8 @@ def conv_hm2bp_backward_events(
     grad_b = rule.silent_spsp * silent_coef.sum((0, 2, 3)) if bias is not None else None
     want_h = need_input_grad and rule.effect_ratio
 
-    if path not in ("auto", "output", "input", "gemm"):
-        raise ValueError(f"path must be 'auto', 'output', 'input' or 'gemm', got {path!r}")
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {', '.join(map(repr, PATHS))}, got {path!r}")
     if path in ("input", "gemm") and pre is None:
         raise ValueError(f"path={path!r} needs the input trains (pre)")
     if path == "auto":
