@@ -67,17 +67,14 @@ def padded_traces(pre: Tensor, kernel, dtype: torch.dtype, padding: int) -> tupl
     return buf[0], buf[1]
 
 
-def _patches(table: Tensor, t, b, y, x, g: int, hp: int, wp: int, c_in: int, stride: int, k: int) -> Tensor:
-    """Receptive fields ``[n, k k C_in]`` (order ``k_y, k_x, c_i``) of output positions ``(t, b, y,
-    x)`` from the flat padded channels-last traces ``[T, g, Hp, Wp, C_in]``. Within a patch, each
-    kernel row is ``k C_in`` contiguous floats, so the gather reads ``k`` rows of an overlapping
-    strided view of the table (one row starting at every element): ``k`` indices per event
-    instead of ``k^2 C_in``."""
-    width = k * c_in
+def _patches(table: Tensor, starts: Tensor, width: int) -> Tensor:
+    """Receptive fields ``[n, k k C_in]`` (order ``k_y, k_x, c_i``) from the flat padded
+    channels-last traces ``[T, g, Hp, Wp, C_in]``, given the flat ``starts`` ``[n, k]`` of their
+    kernel rows. Each kernel row is ``width = k C_in`` contiguous floats, so the gather reads rows
+    of an overlapping strided view of the table (one row starting at every element): ``k``
+    indices per event instead of ``k^2 C_in``."""
     lines = table.as_strided((table.numel() - width + 1, width), (1, 1))
-    corner = (((t * g + b) * hp + y * stride) * wp + x * stride) * c_in
-    starts = corner.unsqueeze(1) + torch.arange(k, device=table.device) * (wp * c_in)
-    return lines.index_select(0, starts.view(-1)).view(t.numel(), -1)
+    return lines.index_select(0, starts.view(-1)).view(starts.shape[0], -1)
 
 
 def _chunks(run: Tensor, chunk: int):
@@ -103,31 +100,37 @@ def _runs(n: Tensor, active: Tensor) -> Tensor:
     return torch.searchsorted(active, n)
 
 
-def spsp_patches(pairs, active: Tensor, g: int, geom: ConvGeometry, hp: int, wp: int, offsets: Tensor) -> Tensor:
+def spsp_patches(pairs, active: Tensor, g: int, geom: ConvGeometry, hp: int, wp: int, patch: int) -> Tensor:
     """``E[a] = e_{o_a|RF(o_a)}`` ``[n_active, k k C_in]``: the S-PSP of every active output neuron
     from each input of its receptive field, ``sum_pairs sum_{(t, o, v)} v G_{(t,o)}`` (events
-    sorted by neuron; one patch gather per event, one ``embedding_bag`` per chunk of events)."""
+    sorted by neuron; one patch gather per event, one ``embedding_bag`` per chunk of events).
+    Pairs that share their event lists (the official window's two traces) share the index work."""
     n_out = geom.c_out * geom.h_out * geom.w_out
-    patch = offsets.numel()
+    hw_out = geom.h_out * geom.w_out
+    k, c_in, s = geom.k, geom.c_in, geom.stride
     E = None
+    shared: dict[tuple[int, int], list] = {}  # (id(t), id(n)) -> the pairs with those event lists
     for t, n, v, table in pairs:
         if E is None:
             E = torch.zeros(active.numel(), patch, dtype=table.dtype, device=table.device)
-        if n.numel() == 0:
-            continue
+        if n.numel():
+            shared.setdefault((id(t), id(n)), [t, n, []])[2].append((v, table.reshape(-1)))
+    for t, n, tables in shared.values():
         run = _runs(n, active)  # active-neuron number of every event
         b = torch.div(n, n_out, rounding_mode="floor")
-        r = n - b * n_out
-        r = r - torch.div(r, geom.h_out * geom.w_out, rounding_mode="floor") * (geom.h_out * geom.w_out)
+        r = torch.remainder(n, hw_out)
         y = torch.div(r, geom.w_out, rounding_mode="floor")
-        x = r - y * geom.w_out
-        flat = table.reshape(-1)
+        corner = (((t * g + b) * hp + y * s) * wp + (r - y * geom.w_out) * s) * c_in  # patch corner per event
+        del b, r, y
+        rows_of_patch = torch.arange(k, device=n.device) * (wp * c_in)
         for i0, i1 in _chunks(run, max(1, PATCH_FLOATS // patch)):
-            G = _patches(flat, t[i0:i1], b[i0:i1], y[i0:i1], x[i0:i1], g, hp, wp, geom.c_in, geom.stride, geom.k)
+            starts = corner[i0:i1].unsqueeze(1) + rows_of_patch
             r0, r1 = int(run[i0]), int(run[i1 - 1]) + 1
             bags = torch.searchsorted(run[i0:i1], torch.arange(r0, r1, device=run.device))
             rows = torch.arange(i1 - i0, device=run.device)
-            E[r0:r1] += F.embedding_bag(rows, G, bags, mode="sum", per_sample_weights=v[i0:i1])
+            for v, flat in tables:
+                G = _patches(flat, starts, k * c_in)
+                E[r0:r1] += F.embedding_bag(rows, G, bags, mode="sum", per_sample_weights=v[i0:i1])
     return E
 
 
@@ -167,10 +170,13 @@ def input_trace_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, r
         if blk.n_a.numel() == 0:
             continue  # no output spike in the block: only the silent terms (the caller's)
         aa, ab = padded_traces(pre[:, b0:b1], kernel, dtype, p)
-        ev = [(t.long(), n.long(), v) for t, n, v in ((blk.t_a, blk.n_a, blk.v_a), (blk.t_b, blk.n_b, blk.v_b))]
+        t_a, n_a = blk.t_a.long(), blk.n_a.long()
+        same = blk.t_b is blk.t_a and blk.n_b is blk.n_a  # one event list for both traces: shared index work
+        t_b, n_b = (t_a, n_a) if same else (blk.t_b.long(), blk.n_b.long())
+        ev = [(t_a, n_a, blk.v_a), (t_b, n_b, blk.v_b)]
         pairs = _pairs(*ev[0], *ev[1], aa, ab, kernel)
         active = torch.unique_consecutive(ev[0][1])  # neurons with events (the lists share their neurons)
-        E = spsp_patches(pairs, active, g, geom, hp, wp, patch_offsets)  # [n_active, patch]
+        E = spsp_patches(pairs, active, g, geom, hp, wp, patch)  # [n_active, patch]
         del aa, ab, pairs
         b = torch.div(active, n_out, rounding_mode="floor")
         co = torch.div(active - b * n_out, hw_out, rounding_mode="floor")

@@ -57,6 +57,8 @@ class ResetEvents:
         a = (self.t_a[i0:i1], self.n_a[i0:i1] - lo, self.v_a[i0:i1])
         if self.shared:
             return ResetEvents(*a, *a)
+        if self.t_b is self.t_a and self.n_b is self.n_a:  # one event list, two coefficient sets (window)
+            return ResetEvents(*a, a[0], a[1], self.v_b[i0:i1])
         j0, j1 = torch.searchsorted(self.n_b, bounds).tolist()
         return ResetEvents(*a, self.t_b[j0:j1], self.n_b[j0:j1] - lo, self.v_b[j0:j1])
 
