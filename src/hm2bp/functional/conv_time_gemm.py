@@ -5,10 +5,11 @@ Once a conv layer has learned, its spikes are dense enough in time (a few per ce
 neuron-steps, on most output positions at most steps) that gathering a row per event costs more
 than a dense product whose contraction runs over the time steps. With the post-side adjoint
 trace :math:`Q` (``spsp.adjoint_trace``), the S-PSP of output neuron :math:`(c_o, \ell)` (channel,
-output position) from the inputs of its receptive field is
+output position :math:`(y_\ell, x_\ell)`; stride :math:`\lambda`, padding :math:`p`) from the inputs of
+its receptive field is
 
 .. math::  E[\ell, c_o, :] = \sum_s Q[s, c_o, \ell]\ U[s, \ell, :],
-    \qquad U[s, \ell, (c_i, k_y, k_x)] = S[s, c_i,\ y_\ell s + k_y - p,\ x_\ell s + k_x - p],
+    \qquad U[s, \ell, (c_i, k_y, k_x)] = S[s, c_i,\ y_\ell \lambda + k_y - p,\ x_\ell \lambda + k_x - p],
 
 one batched GEMM per sample (batch: the ``H' W'`` output positions, ``[C_out, T] @ [T, C_in k^2]``),
 ``U`` being ``unfold`` of the 0/1 input frames. Every term of the rule then follows from ``E`` alone:
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 from hm2bp.functional.conv_events import ConvGeometry
 from hm2bp.functional.current import as_uint8
