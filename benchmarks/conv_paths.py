@@ -3,6 +3,7 @@
 
     python benchmarks/conv_paths.py                                  # initial weights
     python benchmarks/conv_paths.py runs/mnist_cnn/<run>/checkpoints/last.ckpt   # a run's weights
+    python benchmarks/conv_paths.py --device cuda                    # on a GPU
 
 One training step (batch ``--batch``, T = 400, MNIST images from ``--data-dir`` / ``$HM2BP_TEST_DATA``,
 else synthetic) records the arguments of each conv layer's event backward; each path then runs on
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data-dir", default=os.environ.get("HM2BP_TEST_DATA"))
+    parser.add_argument("--device", default="cpu")
     add_allocator_option(parser)
     args = parser.parse_args()
     apply_allocator_option(args)
@@ -49,8 +51,15 @@ def main() -> None:
     if args.checkpoint:
         state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)["state_dict"]
         net.load_state_dict({k[len("network."):]: v for k, v in state.items() if k.startswith("network.")})
+    device = torch.device(args.device)
+    net = net.to(device)
     images, labels = _images(args.data_dir, args.batch)
-    x = bernoulli_rate(images, args.T, index=torch.arange(args.batch))
+    x = bernoulli_rate(images, args.T, index=torch.arange(args.batch)).to(device)
+    labels = labels.to(device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     calls = []
 
@@ -68,7 +77,8 @@ def main() -> None:
         for number, (a, kw) in enumerate(reversed(calls), start=1):  # the backward runs top-down
             pre_events, post_index, geom, rule = a[0], a[1], a[2], a[5]
             want_h = kw["need_input_grad"] and rule.effect_ratio
-            record_ = {"layer": f"conv{number}", "batch": args.batch, "T": args.T, "threads": args.threads,
+            record_ = {"layer": f"conv{number}", "device": str(device), "batch": args.batch, "T": args.T,
+                       "threads": args.threads,
                        "weights": args.checkpoint or "initial", "input_spikes": pre_events.s.numel(),
                        "output_spikes": post_index.numel(),
                        "auto": choose_path(pre_events.s.numel(), post_index.numel(), args.T, args.batch, geom,
@@ -77,8 +87,10 @@ def main() -> None:
             for path in PATHS:
                 times = []
                 for _ in range(args.repeats):
+                    sync()
                     t0 = time.perf_counter()
                     grad_w = conv_hm2bp_backward_events(*a, **dict(kw, path=path))[0]
+                    sync()
                     times.append(time.perf_counter() - t0)
                 if reference is None:
                     reference = grad_w

@@ -8,7 +8,8 @@
 #   3. the MLP sweep (run_all.py --no-cnn) at T = 100, 400, 800: HM2-BP forward and step, BPTT, snnTorch;
 #   4. one timed MNIST MLP epoch through the CLI (configs/experiment/mnist_mlp.yaml, batch 64);
 #   5. the paper-CNN sweep (run_cnn.py): CNN step against the MLP step, time and memory against T;
-#   6. the gpu-marked test (pytest -m gpu tests/test_device_check.py).
+#   6. the gpu-marked test (pytest -m gpu tests/test_device_check.py);
+#   7. conv_paths.py: every conv backward path of the paper CNN on the device (batch 16, T = 400).
 #
 # Each stage has its own time limit (seconds, environment variables below) so the whole script
 # ends inside one short lease; a stage that runs out is reported as such and the next one starts.
@@ -19,7 +20,7 @@ RES=${1:?results folder}
 DATA=${2:?folder with MNIST/raw}
 DEV=${3:-cuda}
 T_CHECK=${T_CHECK:-60} T_PROFILE=${T_PROFILE:-60} T_SWEEP=${T_SWEEP:-120} T_EPOCH=${T_EPOCH:-150}
-T_CNN=${T_CNN:-100} T_TEST=${T_TEST:-60}
+T_CNN=${T_CNN:-100} T_TEST=${T_TEST:-60} T_PATHS=${T_PATHS:-60}
 PY=${PY:-python3}
 mkdir -p "$RES"/{check,sweep,epoch,cnn}
 LOG=${LOG:-$RES/log.txt}
@@ -50,6 +51,7 @@ stage mnist_epoch "$T_EPOCH" $PY -m hm2bp.cli fit --config configs/experiment/mn
 stage cnn_sweep "$T_CNN" $PY benchmarks/run_cnn.py --device "$DEV" --T 100 400 --bptt-max-T 400 --repeats 2 \
     --out "$RES/cnn" --timeout 60
 stage gpu_test "$T_TEST" $PY -m pytest -q -m gpu tests/test_device_check.py -p no:cacheprovider
+stage conv_paths "$T_PATHS" $PY benchmarks/conv_paths.py --device "$DEV" --data-dir "$DATA"
 echo "=== done at +$(( $(date +%s) - START ))s" | tee -a "$LOG"
 find "$RES" -name curves.csv -exec cp {} "$RES/epoch_curves.csv" \; 2>/dev/null
 tar -czf /tmp/hm2bp_gpu_results.tgz -C "$RES" . && mv /tmp/hm2bp_gpu_results.tgz "$RES/results.tgz"
