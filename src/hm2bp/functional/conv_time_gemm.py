@@ -24,9 +24,9 @@ one batched GEMM per sample (batch: the ``H' W'`` output positions, ``[C_out, T]
 (active posts only; the caller adds the silent ones). The work is ``T H' W' C_out C_in k^2``
 multiply-adds per sample at BLAS speed, independent of the spike counts, so
 :func:`hm2bp.functional.conv_grad.choose_path` picks it only when the event paths would gather
-more. ``U`` is formed one output row at a time (``W' C_in k^2 T`` floats, time innermost so that
-each GEMM reads it transposed), and one sample is processed at a time: the working set is one
-sample's trace and patches, independent of the batch.
+more. :math:`Q` is scanned for a block of samples at a time (sized by ``memory_budget``, as on the
+other paths); ``U`` is formed one output row of one sample at a time (``W' C_in k^2 T`` floats,
+time innermost so that each GEMM reads it transposed), and ``E`` holds one sample.
 """
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def time_gemm_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, rul
     time (module docstring): ``(grad_w part [C_out, C_in, k, k], h [B, C_in H W] or None, grad_b
     part or None)``. Arguments as for :func:`hm2bp.functional.conv_grad.conv_hm2bp_backward_events`
     (``pre_events`` is unused: the dense input trains ``pre`` are unfolded)."""
-    del pre_events, group, memory_budget  # one sample at a time (module docstring)
+    from hm2bp.functional.conv_grad import _group
+
+    del pre_events
     dtype, device = weight.dtype, weight.device
     kernel = rule.psp_kernel
     T, B = pre.shape[:2]
@@ -53,8 +55,9 @@ def time_gemm_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, rul
     n_out = c_out * L
     patch = geom.c_in * k * k
     conv = dict(kernel_size=k, padding=geom.padding, stride=geom.stride)
+    group = _group(B, 2 * (T + kernel.shift) * n_out, weight.element_size(), memory_budget, group)
     events = reset_events_from_index(post_index, T, B * n_out, kernel, dtype)
-    workspace = torch.empty(2 * (T + kernel.shift) * n_out, dtype=dtype, device=device)
+    workspace = torch.empty(2 * (T + kernel.shift) * group * n_out, dtype=dtype, device=device)
     w_rows = weight.reshape(c_out, patch)
     acc = torch.zeros(c_out, patch, dtype=dtype, device=device)
     h_all = torch.zeros(B, geom.c_in, geom.h, geom.w, dtype=dtype, device=device) if want_h else None
@@ -66,11 +69,16 @@ def time_gemm_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, rul
     E = torch.empty(geom.h_out, geom.w_out, c_out, patch, dtype=dtype, device=device)
     win = torch.empty(geom.w_out, geom.c_in, k, k, T, dtype=dtype, device=device)
     for b in range(B):
-        blk = events.neurons(b * n_out, (b + 1) * n_out)
-        if blk.n_a.numel() == 0:
+        if b % group == 0:  # Q of the next block of samples: one scan for the block
+            b0, b1 = b, min(b + group, B)
+            blk = events.neurons(b0 * n_out, b1 * n_out)
+            q = None
+            if blk.n_a.numel():
+                q = adjoint_trace((T, b1 - b0, n_out), kernel, dtype, events=blk, workspace=workspace)
+        if q is None or not bool(active_out[b].any()):
             continue  # no output spike: only the silent terms (the caller's)
-        q = adjoint_trace((T, 1, n_out), kernel, dtype, events=blk, workspace=workspace)  # [T, 1, C_out L]
-        q_pos = q.view(T, c_out, geom.h_out, geom.w_out).permute(2, 3, 1, 0).contiguous()  # [H', W', C_out, T]
+        q_b = q[:, b - b0]  # [T, C_out L]
+        q_pos = q_b.view(T, c_out, geom.h_out, geom.w_out).permute(2, 3, 1, 0).contiguous()  # [H', W', C_out, T]
         frames[:, p : p + geom.h, p : p + geom.w].copy_(spikes[:, b].permute(1, 2, 3, 0))
         for y in range(geom.h_out):
             rows = frames[:, y * st : y * st + k].unfold(2, k, st)  # [C_in, k_y, W', T, k_x]
@@ -80,18 +88,18 @@ def time_gemm_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, rul
         d = delta[b].reshape(c_out, L).t()  # [L, C_out]
         act = active_out[b].reshape(c_out, L).t().to(dtype)
         coef = d * act
-        e_bias = q.view(T, c_out, L).sum(0).t() if bias is not None else None  # [L, C_out]
+        e_bias = q_b.view(T, c_out, L).sum(0).t() if bias is not None else None  # [L, C_out]
         if rule.side_effect:
-            a_ff = torch.einsum("lcp,cp->lc", E_l, w_rows)
+            a_ff = (E_l * w_rows).sum(2)
             if e_bias is not None:
                 a_ff = a_ff + bias * e_bias
             o = o_out[b].reshape(c_out, L).t()
             coef = coef * (1.0 + a_ff / (rule.threshold * o.clamp(min=1)))
-        acc += torch.einsum("lcp,lc->cp", E_l, coef)
+        acc += (E_l * coef.unsqueeze(2)).sum(0)
         if e_bias is not None:
             grad_b += (e_bias * coef).sum(0)
         if want_h:
-            h_patch = torch.einsum("lcp,lc,cp->pl", E_l, d * act, w_rows)  # [patch, L]
+            h_patch = (E_l * ((d * act).unsqueeze(2) * w_rows)).sum(1).t()  # [patch, L]
             h_all[b] += F.fold(h_patch.unsqueeze(0), (geom.h, geom.w), **conv)[0]
     h = h_all.reshape(B, -1) if want_h else None
     return acc.view(c_out, geom.c_in, k, k), h, grad_b
