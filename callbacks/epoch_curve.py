@@ -75,8 +75,9 @@ class EpochCurve(Callback):
             "train_seconds": round(self._seconds, 3),
             "lr": self._epoch_lr(trainer, pl_module),
         }
+        path = self.csv_path(trainer)  # every rank asks: trainer.log_dir is a broadcast under DDP
         if trainer.is_global_zero:
-            self._append(self.csv_path(trainer), row)
+            self._append(path, row)
 
     @staticmethod
     def _epoch_lr(trainer, pl_module) -> float | None:
@@ -89,6 +90,8 @@ class EpochCurve(Callback):
         return lr
 
     def csv_path(self, trainer) -> Path:
+        """``<log dir>/curves.csv``. A collective under DDP (``trainer.log_dir`` broadcasts rank 0's
+        folder): call it on every rank, never from a rank-0-only branch, or rank 0 waits forever."""
         root = trainer.log_dir or trainer.default_root_dir
         return Path(root) / self.filename
 

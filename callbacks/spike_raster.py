@@ -86,6 +86,7 @@ class SpikeRasterLogger(Callback):
         self.panel_height = float(panel_height)
         self.dpi = int(dpi)
         self.save_png = save_png
+        self._log_dir: str | None = None  # the run folder, asked on every rank at each validation end
         self._spikes: Tensor | None = None  # [T, k, *in] uint8, CPU
         self._labels: Tensor | None = None  # [k] int64, CPU
         self._neurons: dict[str, Tensor | None] = {}  # layer -> sorted neuron indices (None: all)
@@ -116,9 +117,12 @@ class SpikeRasterLogger(Callback):
 
     # ------------------------------------------------------------------ render + log
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or self._labels is None:
+        if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs != 0:
             return
-        if trainer.current_epoch % self.every_n_epochs != 0:
+        # every rank asks, rank 0 alone renders: trainer.log_dir is a broadcast under DDP, and a
+        # rank-0-only call would wait forever for the others
+        self._log_dir = trainer.log_dir or trainer.default_root_dir
+        if not trainer.is_global_zero or self._labels is None:
             return
         self.log_rasters(trainer, pl_module)
 
@@ -210,7 +214,7 @@ class SpikeRasterLogger(Callback):
         if self.save_png or (self.save_png is None and not img_loggers):
             from PIL import Image
 
-            folder = Path(trainer.log_dir or trainer.default_root_dir) / "rasters"
+            folder = Path(self._log_dir or trainer.log_dir or trainer.default_root_dir) / "rasters"
             folder.mkdir(parents=True, exist_ok=True)
             for name, image in images.items():
                 Image.fromarray(image).save(folder / f"epoch{trainer.current_epoch:04d}-{name}.png")

@@ -117,3 +117,22 @@ def test_two_process_predict_writes_the_single_process_file(tmp_path, reference_
         files.append(path.read_text())
     assert files[0] == files[1]
     assert len(files[0].splitlines()) == 1 + 360  # header + the digits test set
+
+
+def test_two_process_ddp_writes_the_epoch_curve_and_rasters(tmp_path):
+    """EpochCurve and SpikeRasterLogger (PNG output: the CSV logger has no ``log_image``) under DDP:
+    the run ends (it once hung at the first epoch end: rank 0 alone asked ``trainer.log_dir``, a
+    broadcast) and rank 0 writes one curve row per epoch with a test score, and the rasters."""
+    root = tmp_path / "ddp"
+    curve = ("    - class_path: hm2bp.callbacks.EpochCurve\n"
+             "      init_args: {test_every_n_epochs: 1}\n"
+             "    - class_path: hm2bp.callbacks.SpikeRasterLogger\n"
+             "      init_args: {num_samples: 2, max_neurons: 20}\n")
+    args = digits_fit_args(root, extra_callbacks=curve) + [
+        "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.limit_test_batches", "2"]
+    run_cli(args, cwd=tmp_path, timeout=300)
+    (path,) = run_folder(root).rglob("curves.csv")
+    rows = path.read_text().splitlines()
+    assert rows[0].startswith("epoch,") and len(rows) == 1 + EPOCHS
+    assert all(row.split(",")[3] != "" for row in rows[1:])  # test_acc
+    assert len(list(run_folder(root).rglob("rasters/epoch0001-*.png"))) >= 2  # every layer, last epoch

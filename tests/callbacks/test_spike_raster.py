@@ -102,16 +102,29 @@ def test_sample_is_taken_once_across_small_batches_and_only_on_rank_zero():
     assert cb._labels.tolist() == [0, 1, 2] and tuple(cb._spikes.shape) == (5, 3, 4)
 
 
+class _Trainer(SimpleNamespace):
+    """A trainer whose ``log_dir`` counts its calls (a collective under DDP: every rank must ask)."""
+
+    asked = 0
+    default_root_dir = "."
+
+    @property
+    def log_dir(self):
+        self.asked += 1
+        return None
+
+
 def test_not_rendered_on_other_ranks_or_in_sanity_check():
     cb = SpikeRasterLogger()
     cb._labels = torch.tensor([0])
     called = []
     cb.log_rasters = lambda trainer, module: called.append(1)
     for rank_zero, sanity in ((False, False), (True, True)):
-        trainer = SimpleNamespace(sanity_checking=sanity, is_global_zero=rank_zero, current_epoch=0)
+        trainer = _Trainer(sanity_checking=sanity, is_global_zero=rank_zero, current_epoch=0)
         cb.on_validation_epoch_end(trainer, None)
+        assert trainer.asked == (0 if sanity else 1)  # the other rank joins rank 0's log_dir broadcast
     assert called == []
-    cb.on_validation_epoch_end(SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=0), None)
+    cb.on_validation_epoch_end(_Trainer(sanity_checking=False, is_global_zero=True, current_epoch=0), None)
     assert called == [1]
 
 
