@@ -5,8 +5,8 @@
     pytest -m gpu tests/test_device_check.py            # the same check as a test (skipped without CUDA)
 
 Builds a small MLP (100-60-10, official conventions) and a small CNN (12x12-4C3-P2-30-10, once
-per conv backward path: output, input, gemm) in float64, copies the same weights to the CPU and to ``--device``, runs one forward and one HM2-BP
-backward on the same input spikes, and compares every layer's spike trains (must be identical)
+per conv backward path: output, input, gemm) in float64, copies the same weights to the CPU and
+to ``--device``, runs one forward and one HM2-BP backward on the same input spikes, and compares every layer's spike trains (must be identical)
 and every gradient (relative error <= ``--rtol``; float summation order differs between devices).
 Every layer must spike, so the comparison is not vacuous.
 Prints one JSON line and exits non-zero on a mismatch.

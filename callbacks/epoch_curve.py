@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from hm2bp.callbacks.firing_rates import log_folder
+
 FIELDS = ("epoch", "train_acc", "val_acc", "test_acc", "train_seconds", "lr")
 
 
@@ -75,7 +77,7 @@ class EpochCurve(Callback):
             "train_seconds": round(self._seconds, 3),
             "lr": self._epoch_lr(trainer, pl_module),
         }
-        path = self.csv_path(trainer)  # every rank asks: trainer.log_dir is a broadcast under DDP
+        path = self.csv_path(trainer)  # on every rank: a collective under DDP (log_folder)
         if trainer.is_global_zero:
             self._append(path, row)
 
@@ -90,10 +92,8 @@ class EpochCurve(Callback):
         return lr
 
     def csv_path(self, trainer) -> Path:
-        """``<log dir>/curves.csv``. A collective under DDP (``trainer.log_dir`` broadcasts rank 0's
-        folder): call it on every rank, never from a rank-0-only branch, or rank 0 waits forever."""
-        root = trainer.log_dir or trainer.default_root_dir
-        return Path(root) / self.filename
+        """``<log dir>/curves.csv``; a collective under DDP, like :func:`log_folder`."""
+        return log_folder(trainer) / self.filename
 
     @staticmethod
     def _append(path: Path, row: dict) -> None:

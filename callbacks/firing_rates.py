@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -291,6 +292,13 @@ class FiringRateMonitor(Callback):
 def logger_step(trainer: pl.Trainer) -> int:
     """The step Lightning gives the loggers for metrics logged now (aligns images with ``val/acc``)."""
     return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+
+def log_folder(trainer: pl.Trainer) -> Path:
+    """The run's log folder (``trainer.log_dir``, else ``default_root_dir``). A collective under DDP
+    (``trainer.log_dir`` broadcasts rank 0's folder): call it on every rank, never from a
+    rank-0-only branch, or rank 0 waits forever for the others."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
 
 
 def _warn_rank_zero(message: str, category: type[Warning] = UserWarning) -> None:

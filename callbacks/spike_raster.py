@@ -19,7 +19,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
-from hm2bp.callbacks.firing_rates import logger_step
+from hm2bp.callbacks.firing_rates import log_folder, logger_step
 from hm2bp.errors import ConfigError
 
 __all__ = ["SpikeRasterLogger"]
@@ -86,7 +86,7 @@ class SpikeRasterLogger(Callback):
         self.panel_height = float(panel_height)
         self.dpi = int(dpi)
         self.save_png = save_png
-        self._log_dir: str | None = None  # the run folder, asked on every rank at each validation end
+        self._log_dir: Path | None = None  # the run folder, asked on every rank at each validation end
         self._spikes: Tensor | None = None  # [T, k, *in] uint8, CPU
         self._labels: Tensor | None = None  # [k] int64, CPU
         self._neurons: dict[str, Tensor | None] = {}  # layer -> sorted neuron indices (None: all)
@@ -119,9 +119,7 @@ class SpikeRasterLogger(Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs != 0:
             return
-        # every rank asks, rank 0 alone renders: trainer.log_dir is a broadcast under DDP, and a
-        # rank-0-only call would wait forever for the others
-        self._log_dir = trainer.log_dir or trainer.default_root_dir
+        self._log_dir = log_folder(trainer)  # on every rank (a collective under DDP); rank 0 alone renders
         if not trainer.is_global_zero or self._labels is None:
             return
         self.log_rasters(trainer, pl_module)
@@ -214,7 +212,7 @@ class SpikeRasterLogger(Callback):
         if self.save_png or (self.save_png is None and not img_loggers):
             from PIL import Image
 
-            folder = Path(self._log_dir or trainer.log_dir or trainer.default_root_dir) / "rasters"
+            folder = (self._log_dir or log_folder(trainer)) / "rasters"
             folder.mkdir(parents=True, exist_ok=True)
             for name, image in images.items():
                 Image.fromarray(image).save(folder / f"epoch{trainer.current_epoch:04d}-{name}.png")

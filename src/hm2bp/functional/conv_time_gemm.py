@@ -87,7 +87,7 @@ def time_gemm_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, rul
         E_l = E.view(L, c_out, patch)
         d = delta[b].reshape(c_out, L).t()  # [L, C_out]
         act = active_out[b].reshape(c_out, L).t().to(dtype)
-        coef = d * act
+        coef = d_act = d * act
         e_bias = q_b.view(T, c_out, L).sum(0).t() if bias is not None else None  # [L, C_out]
         if rule.side_effect:
             a_ff = (E_l * w_rows).sum(2)
@@ -99,7 +99,7 @@ def time_gemm_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, rul
         if e_bias is not None:
             grad_b += (e_bias * coef).sum(0)
         if want_h:
-            h_patch = (E_l * ((d * act).unsqueeze(2) * w_rows)).sum(1).t()  # [patch, L]
+            h_patch = (E_l * (d_act.unsqueeze(2) * w_rows)).sum(1).t()  # [patch, L]
             h_all[b] += F.fold(h_patch.unsqueeze(0), (geom.h, geom.w), **conv)[0]
     h = h_all.reshape(B, -1) if want_h else None
     return acc.view(c_out, geom.c_in, k, k), h, grad_b
