@@ -81,14 +81,18 @@ def bernoulli_rate(
 
 
 def compact_nonzero(images: Tensor) -> Tensor:
-    r"""The official MNIST MLP reader's input layout: each image's nonzero pixels, packed.
+    r"""Each image's nonzero pixels, packed to the front: the input layout of an early authors' reader.
 
     ``images`` ``[B, *shape]`` -> the same shape, where sample ``b``'s nonzero pixels keep their
-    raster order but occupy the first positions ``0 .. K_b - 1`` and the rest are 0. The official
-    program's spiking-MNIST reader skips zero pixels without advancing its input-neuron counter, so
-    input neuron :math:`k` of its fully connected networks carries the :math:`k`-th nonzero pixel of
-    the image, not pixel :math:`k` (see ``docs/algorithm.md``, "Input layout"). Its CNN reader keeps
-    positions, so this layout applies to fully connected networks only.
+    raster order but occupy the first positions ``0 .. K_b - 1`` and the rest are 0. Input neuron
+    :math:`k` then carries the :math:`k`-th nonzero pixel of the image, not pixel :math:`k`.
+
+    The authors' spiking-MNIST reader did this until upstream commit f24ac6c (2018-01-12), which
+    moved ``index++`` ahead of the zero-pixel skip in ``generatePoissonSpikes``. Their MNIST log was
+    committed on 2018-04-23, three months later, so this is not the published behaviour; hm2bp's
+    default, ``raster``, is. Use it only to reproduce a run of the authors' program from before that
+    fix, or the ablation row in ``docs/results.md`` (``docs/algorithm.md``, "Input layout"). Fully
+    connected networks only.
     """
     B = images.shape[0]
     flat = images.reshape(B, -1)
