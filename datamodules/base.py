@@ -7,7 +7,9 @@ name their samples by it; boosting keys its weights by it). A datamodule of one'
 ``(spikes, labels)`` only; the model then cannot boost. Each datamodule exposes ``num_inputs``,
 ``num_classes``, ``time_steps`` and ``input_shape``; the CLI links them into the model.
 
-Data location: the ``data_dir`` argument, else ``$HM2BP_DATA_DIR``, else ``./data``.
+Data location (:attr:`SpikeDataModule.data_dir`, for datamodules that read files): the ``data_dir``
+argument, else ``$HM2BP_DATA_DIR``, else ``./data``. Missing files raise :func:`data_not_found`: what is
+missing, the expected layout and how to point at the data, in the same words for every datamodule.
 """
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from hm2bp.checks import number, val_count
+from hm2bp.checks import number, per_device_batch, val_count
 from hm2bp.datamodules.encoding import sample_keys
-from hm2bp.errors import ConfigError
+from hm2bp.errors import ConfigError, DataNotFoundError
 
 ENV_DATA_DIR = "HM2BP_DATA_DIR"
 
@@ -32,6 +34,15 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
         return Path(data_dir).expanduser()
     env = os.environ.get(ENV_DATA_DIR)
     return Path(env).expanduser() if env else Path("data")
+
+
+def data_not_found(what: str, layout: str, keys: tuple[str, ...] = ("data_dir",),
+                   download: bool = False) -> DataNotFoundError:
+    """The error for data files that are not there: ``<what> not found. Expected <layout>; pass
+    data.<key> [/ data.<key>] or set $HM2BP_DATA_DIR[, or use download: true]``."""
+    where = " / ".join(f"data.{k}" for k in keys)
+    fetch = ", or use download: true" if download else ""
+    return DataNotFoundError(f"{what} not found. Expected {layout}; pass {where} or set ${ENV_DATA_DIR}{fetch}")
 
 
 class IndexedTensorDataset(Dataset):
@@ -96,7 +107,7 @@ def swap_permutation(n: int, seed: int, epoch: int, swaps: int = 5000) -> Tensor
     return torch.tensor(order)
 
 
-ORDERS = ("permutation", "swaps")
+ORDERS = {"permutation": epoch_permutation, "swaps": swap_permutation}  # data.order -> training order
 
 
 def evaluation_permutation(n: int, seed: int) -> Tensor:
@@ -130,9 +141,7 @@ class ResumableSampler(DistributedSampler):
                  pad: bool | None = None, permute: bool = True, order: str = "permutation") -> None:
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"invalid rank {rank} for world size {num_replicas}")
-        if order not in ORDERS:
-            raise ValueError(f"data.order must be one of {ORDERS}, got {order!r}")
-        self.order = order
+        self.order = order  # checked where the user gives it (RateCodedImageDataModule)
         self.length = int(length)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
@@ -159,10 +168,7 @@ class ResumableSampler(DistributedSampler):
         """This rank's full index list of ``epoch`` (default: the current one), without skipping."""
         epoch = self.epoch if epoch is None else epoch
         if self.shuffle:
-            if self.order == "swaps":
-                order = swap_permutation(self.length, self.seed, epoch)
-            else:
-                order = epoch_permutation(self.length, self.seed, epoch)
+            order = ORDERS[self.order](self.length, self.seed, epoch)
         elif self.permute:
             order = evaluation_permutation(self.length, self.seed)
         else:
@@ -249,14 +255,32 @@ class SpikeDataModule(pl.LightningDataModule):
 
     num_classes: int
     input_shape: tuple[int, ...]
+    #: the keys that say where the files are, named by :meth:`missing_data`
+    data_keys: tuple[str, ...] = ("data_dir",)
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0, time_steps: int | None = None) -> None:
         super().__init__()
         self.batch_size = number("data.init_args.batch_size", batch_size, low=1, integer=True)
         self.num_workers = number("data.init_args.num_workers", num_workers, low=0, integer=True,
                                   hint="0 loads batches in the main process")
         self.seed = number("data.init_args.seed", seed, low=0, high=2**63 - 1, integer=True)
+        if time_steps is not None:
+            self.time_steps = number("data.init_args.time_steps", time_steps, low=2, integer=True)
         self.train_set = self.val_set = self.test_set = None
+
+    @property
+    def data_dir(self) -> Path:
+        """The folder the files are under: the ``data_dir`` argument, else ``$HM2BP_DATA_DIR``, else
+        ``./data`` (assign the argument as given; it is resolved here)."""
+        return self._data_dir
+
+    @data_dir.setter
+    def data_dir(self, value: str | os.PathLike | None) -> None:
+        self._data_dir = resolve_data_dir(value)
+
+    def missing_data(self, what: str, layout: str) -> DataNotFoundError:
+        """:func:`data_not_found` naming this datamodule's location keys (:attr:`data_keys`)."""
+        return data_not_found(what, layout, self.data_keys)
 
     @property
     def num_inputs(self) -> int:
@@ -267,13 +291,7 @@ class SpikeDataModule(pl.LightningDataModule):
 
     @property
     def per_device_batch_size(self) -> int:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if self.batch_size % world:
-            raise ConfigError(
-                f"data.init_args.batch_size={self.batch_size} is not divisible by the world size {world} "
-                f"(devices x nodes); choose a multiple of {world}"
-            )
-        return self.batch_size // world
+        return per_device_batch(self.batch_size, self._world()[0])
 
     def _world(self) -> tuple[int, int]:
         """``(world_size, global_rank)`` of the attached trainer, ``(1, 0)`` without one."""

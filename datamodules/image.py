@@ -45,14 +45,13 @@ class RateCodedImageDataModule(SpikeDataModule):
         pixel_order: str = "raster",
         order: str = "permutation",
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, time_steps=time_steps)
         if order not in ORDERS:
-            raise ConfigError(f"data.init_args.order must be one of {ORDERS}, got {order!r}")
+            raise ConfigError(f"data.init_args.order must be one of {tuple(ORDERS)}, got {order!r}")
         self.order = order
         if pixel_order not in PIXEL_ORDERS:
             raise ConfigError(f"data.init_args.pixel_order must be one of {PIXEL_ORDERS}, got {pixel_order!r}")
         self.pixel_order = pixel_order
-        self.time_steps = number("data.init_args.time_steps", time_steps, low=2, integer=True)
         self.rate_divisor = number("data.init_args.rate_divisor", rate_divisor, low=1, hint="p = x / (rate_divisor * 255) <= 1")
         self.redraw_every_epoch = redraw_every_epoch
 

@@ -22,7 +22,7 @@ import torch
 from hm2bp.atomic import atomic_write
 from hm2bp.checks import count_or_fraction, number
 from hm2bp.datamodules.augment import random_distortion
-from hm2bp.datamodules.base import IndexedTensorDataset, resolve_data_dir, seeded_split
+from hm2bp.datamodules.base import IndexedTensorDataset, data_not_found, seeded_split
 from hm2bp.datamodules.idx import read_idx
 from hm2bp.datamodules.image import RateCodedImageDataModule
 from hm2bp.errors import DataError, DataNotFoundError
@@ -35,10 +35,8 @@ def find_idx(raw_dir: Path, name: str) -> Path:
     for candidate in (raw_dir / name, raw_dir / f"{name}.gz"):
         if candidate.is_file():
             return candidate
-    raise DataNotFoundError(
-        f"{raw_dir / name}[.gz] not found. Expected torchvision's layout <data_dir>/{raw_dir.parent.name}/raw/ "
-        f"with the IDX files; pass data.data_dir, set $HM2BP_DATA_DIR, or use download: true"
-    )
+    raise data_not_found(f"{raw_dir / name}[.gz]",
+                         f"torchvision's layout <data_dir>/{raw_dir.parent.name}/raw/ with the IDX files", download=True)
 
 
 def download_file(url: str, dest: Path, md5: str) -> None:
@@ -99,7 +97,7 @@ class MNISTDataModule(RateCodedImageDataModule):
     ) -> None:
         super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed, pixel_order,
                          order)
-        self.data_dir = resolve_data_dir(data_dir)
+        self.data_dir = data_dir  # resolved by the base class
         self.val_size = count_or_fraction("data.init_args.val_size", val_size)
         self.download = download
         for key, value in (("elastic_distortion", elastic_distortion), ("scale", scale), ("rotation", rotation)):

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from hm2bp.checks import number
-from hm2bp.datamodules.base import resolve_data_dir
 from hm2bp.datamodules.spikelists import SpikeListDataModule, unique_pairs
 from hm2bp.errors import DataError, DataNotFoundError
 
@@ -150,7 +149,7 @@ class NMNISTDataModule(SpikeListDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(time_steps, val_size, cache_dir, batch_size, num_workers, seed)
-        self.data_dir = resolve_data_dir(data_dir)
+        self.data_dir = data_dir  # resolved by the base class
         self.bin_us = float(number("data.init_args.bin_us", bin_us, low=0, low_open=True))
         self.stabilize = stabilize
 
@@ -160,11 +159,8 @@ class NMNISTDataModule(SpikeListDataModule):
     def source_files(self, split: str) -> list[tuple[Path, int]]:
         folder = self.source_root() / ("Train" if split == "train" else "Test")
         if not folder.is_dir():
-            raise DataNotFoundError(
-                f"N-MNIST folder {folder} not found. Expected tonic's layout "
-                f"<data_dir>/NMNIST/{{Train,Test}}/<digit>/*.bin (the official Train.zip/Test.zip extracted); "
-                "pass data.data_dir or set $HM2BP_DATA_DIR"
-            )
+            raise self.missing_data(f"N-MNIST folder {folder}", "tonic's layout <data_dir>/NMNIST/{Train,Test}/<digit>/*.bin "
+                                    "(the official Train.zip/Test.zip extracted)")
         files = []
         for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
             if not sub.name.isdigit():

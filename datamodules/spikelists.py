@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from hm2bp.checks import count_or_fraction, number
+from hm2bp.checks import count_or_fraction
 from hm2bp.datamodules.base import SpikeDataModule, seeded_split
 from hm2bp.datamodules.cache import SpikeCache, SpikeLists, resolve_cache_dir
 from hm2bp.errors import DataError, DataNotFoundError
@@ -108,8 +108,7 @@ class SpikeListDataModule(SpikeDataModule):
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
-        self.time_steps = number("data.init_args.time_steps", time_steps, low=2, integer=True)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, time_steps=time_steps)
         self.val_size = count_or_fraction("data.init_args.val_size", val_size)
         self.cache_dir = resolve_cache_dir(cache_dir)
         self._lists: dict[str, SpikeLists] = {}

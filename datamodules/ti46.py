@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hm2bp.datamodules.base import resolve_data_dir
 from hm2bp.datamodules.speech import LYON_CHANNELS, SpeechEncoder
 from hm2bp.datamodules.spikelists import SpikeListDataModule
 from hm2bp.errors import ConfigError, DataError, DataNotFoundError
@@ -84,6 +83,7 @@ class TI46DataModule(SpikeListDataModule):
     num_classes = 26
     input_shape = (LYON_CHANNELS,)
     class_names = LETTERS
+    data_keys = ("data_dir", "folder")
 
     def __init__(
         self,
@@ -105,7 +105,7 @@ class TI46DataModule(SpikeListDataModule):
                 raise ConfigError(f"data.init_args.test_utterances must be utterance numbers >= 1, got {list(test_utterances)}")
         super().__init__(time_steps, val_size, cache_dir, batch_size, num_workers, seed)
         self.source = source
-        self.data_dir = resolve_data_dir(data_dir)
+        self.data_dir = data_dir  # resolved by the base class
         self.folder = folder or ("TI46_alpha_spikes" if source == "spikes" else "TI46/ti_alpha")
         self.test_utterances = sorted(int(u) for u in test_utterances)
         self.encoder = SpeechEncoder()
@@ -119,8 +119,7 @@ class TI46DataModule(SpikeListDataModule):
             "<data_dir>/TI46_alpha_spikes/<c>/<spk>_u<k>_c<c>.dat[.gz]" if self.source == "spikes"
             else "<data_dir>/TI46/ti_alpha/{train,test}/<spk>/<letter><spk>set<k>.wav (LDC layout)"
         )
-        return DataNotFoundError(f"TI46 {self.source} not found at {where}; expected {layout}. "
-                                 "Pass data.data_dir / data.folder or set $HM2BP_DATA_DIR")
+        return self.missing_data(f"TI46 {self.source} files under {where}", layout)
 
     def source_files(self, split: str) -> list[tuple[Path, int]]:
         root = self.source_root()

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from hm2bp.checks import number
-from hm2bp.datamodules.base import resolve_data_dir
 from hm2bp.datamodules.speech import LYON_CHANNELS, SpeechEncoder
 from hm2bp.datamodules.spikelists import SpikeListDataModule
 from hm2bp.errors import ConfigError, DataError, DataNotFoundError
@@ -53,6 +52,7 @@ class WavFolderDataModule(SpikeListDataModule):
 
     input_shape = (LYON_CHANNELS,)
     cache_name = "wavfolder"
+    data_keys = ("data_dir", "folder")
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class WavFolderDataModule(SpikeListDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(time_steps, val_size, cache_dir, batch_size, num_workers, seed)
-        self.data_dir = resolve_data_dir(data_dir)
+        self.data_dir = data_dir  # resolved by the base class
         self.folder = folder
         self.label_regex = re.compile(label_regex) if label_regex else None
         if self.label_regex is not None and "label" not in self.label_regex.groupindex:
@@ -110,10 +110,7 @@ class WavFolderDataModule(SpikeListDataModule):
             root = self.source_root()
             if not root.is_dir():
                 layout = "<label>_*.wav files matched by label_regex" if self.label_regex else "<label>/*.wav sub-folders"
-                raise DataNotFoundError(
-                    f"audio folder {root} not found; expected {layout} under <data_dir>/{self.folder}. "
-                    "Pass data.data_dir / data.folder or set $HM2BP_DATA_DIR"
-                )
+                raise self.missing_data(f"audio folder {root}", f"{layout} under <data_dir>/{self.folder}")
             pattern = "*" if self.label_regex is not None else "*/*"
             paths = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
             if not paths:

@@ -3,7 +3,8 @@ r"""Range checks for configuration values and tensors, each failing with one :cl
 
 Numbers: :func:`number` accepts ``int``/``float`` (never ``bool``), rejects NaN and Inf, and checks
 the bounds. :func:`val_count` turns ``val_size`` (a count, or a fraction in (0, 1)) into a count for
-``n`` samples, with at least one sample on each side.
+``n`` samples, with at least one sample on each side. :func:`per_device_batch` splits the global
+batch over the processes (the one check that it divides evenly; the datamodules and the CLI both use it).
 
 Spike-count bound: a LIF neuron with refractory period :math:`T_{ref}` spikes at most once every
 :math:`T_{ref} + 1` steps and never at :math:`t = 0`, so over :math:`T` steps
@@ -85,6 +86,20 @@ def val_count(key: str, value, n: int, where: str = "") -> int:
             f"use a count from 1 to {n - 1} or a fraction such as 0.1"
         )
     return k
+
+
+def per_device_batch(batch_size: int, world: int, devices: int | None = None, nodes: int | None = None) -> int:
+    """``data.init_args.batch_size`` is the global batch: each of the ``world`` processes gets an equal
+    share, else one :class:`ConfigError` (naming ``trainer.devices x trainer.num_nodes`` when given)."""
+    batch_size, world = int(batch_size), int(world)
+    if batch_size % world:
+        if devices is None or nodes is None:
+            why = f"is not divisible by the world size {world} (devices x nodes)"
+        else:
+            why = (f"is the global batch and must be divisible by the world size {world} "
+                   f"(trainer.devices x trainer.num_nodes = {devices} x {nodes})")
+        raise ConfigError(f"data.init_args.batch_size={batch_size} {why}; choose a multiple of {world}")
+    return batch_size // world
 
 
 def max_spike_count(time_steps: int, refractory: int) -> int:

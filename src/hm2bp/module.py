@@ -235,14 +235,15 @@ class SpikingClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------ checks before training
     def setup(self, stage: str) -> None:
-        """Check model/data agreement and the batch split before any training work (one clear error)."""
+        """Check model/data agreement before any training work (one clear error; the datamodule checks
+        its batch split over the devices when it builds its loaders)."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None:
             self.check_data(dm)
 
     def check_data(self, dm) -> None:
-        """One :class:`~hm2bp.errors.ConfigError` if the datamodule's T, input size, class count or
-        batch split does not fit this model (the CLI calls it before anything is written)."""
+        """One :class:`~hm2bp.errors.ConfigError` if the datamodule's T, input size or class count does
+        not fit this model (the CLI calls it before anything is written)."""
         data_t = getattr(dm, "time_steps", None)
         if self.time_steps is not None and data_t is not None and int(data_t) != int(self.time_steps):
             raise ConfigError(
@@ -265,8 +266,6 @@ class SpikingClassifier(pl.LightningModule):
             )
         if data_t is not None and self.time_steps is None:
             check_counts_fit(self.loss, self.network, int(data_t))
-        if hasattr(dm, "per_device_batch_size"):
-            dm.per_device_batch_size  # noqa: B018  (raises when the global batch does not split evenly)
 
     # ------------------------------------------------------------------ resume and numerics
     def on_save_checkpoint(self, checkpoint: dict) -> None:
