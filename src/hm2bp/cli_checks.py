@@ -1,8 +1,8 @@
 """Checks the ``hm2bp`` CLI makes before any process is launched or anything is written.
 
 Each raises one :class:`~hm2bp.errors.ConfigError` naming the key to fix: the global batch against
-the world size (:func:`check_world`), every data split the command uses and the model/data fit
-(:func:`check_data`), a ``--ckpt_path`` written for another network (:func:`check_checkpoint_fits`),
+the world size (:func:`check_world`, with the datamodules' own :func:`hm2bp.checks.per_device_batch`),
+every data split the command uses and the model/data fit (:func:`check_data`), a ``--ckpt_path`` written for another network (:func:`check_checkpoint_fits`),
 explicit checkpoint folders that hold another run's files (:func:`check_explicit_ckpt_dirs`) and
 trainer values Lightning would only reject once training has started (:func:`check_trainer_options`).
 docs/troubleshooting.md lists the messages.
@@ -12,20 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from hm2bp.checkpoint import load_checkpoint_file
-from hm2bp.checks import number
+from hm2bp.checks import number, per_device_batch
 from hm2bp.errors import ConfigError
 
 
 def check_world(trainer, dm) -> None:
     """``data.init_args.batch_size`` is the global batch: it must split evenly over the processes."""
-    world = int(trainer.world_size)
     batch = getattr(dm, "batch_size", None)
-    if batch is not None and world > 1 and int(batch) % world:
-        raise ConfigError(
-            f"data.init_args.batch_size={batch} is the global batch and must be divisible by the world size "
-            f"{world} (trainer.devices x trainer.num_nodes = {trainer.num_devices} x {trainer.num_nodes}); "
-            f"choose a multiple of {world}"
-        )
+    if batch is not None:
+        per_device_batch(batch, trainer.world_size, trainer.num_devices, trainer.num_nodes)
 
 
 def check_data(model, dm, stages: tuple[str, ...]) -> None:
@@ -83,7 +78,7 @@ def check_trainer_options(t, trainer, dm) -> None:
     train = getattr(dm, "train_set", None)
     if isinstance(interval, int) and t.get("check_val_every_n_epoch") is not None and train is not None:
         world = int(trainer.world_size)
-        per_device = int(dm.batch_size) // world
+        per_device = per_device_batch(dm.batch_size, world)
         samples = -(-len(train) // world)  # ceil: the training sampler pads to the world size
         batches = -(-samples // per_device)
         limit = trainer.limit_train_batches  # Lightning's reading: 2.0 -> 2 batches, 1.0 -> all

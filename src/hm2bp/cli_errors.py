@@ -1,4 +1,5 @@
-"""How the ``hm2bp`` command reports errors: a known one as a single line, anything else in full.
+"""How the ``hm2bp`` command speaks to the user: notes (:func:`say`, global rank zero only) and errors,
+a known one as a single line, anything else in full.
 
 Known errors are the user's to fix: :class:`hm2bp.errors.HM2BPError` (bad value, key, data file,
 checkpoint, output folder), a command line or config file that does not parse (jsonargparse's
@@ -27,6 +28,13 @@ _NOISE = (
 )
 
 
+def say(msg: str) -> None:
+    """A note for the user (``hm2bp: <msg>``), printed by global rank zero only."""
+    from pytorch_lightning.utilities import rank_zero_info
+
+    rank_zero_info(f"hm2bp: {msg}")
+
+
 def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
     """``(debug?, argv without --debug)``; also on with ``$HM2BP_DEBUG`` set to anything but 0/empty."""
     debug = "--debug" in argv or os.environ.get(ENV_DEBUG, "") not in ("", "0", "false", "False")
@@ -40,6 +48,20 @@ def is_known(err: BaseException) -> bool:
     from hm2bp.errors import HM2BPError
 
     return isinstance(err, (HM2BPError, ArgumentError, MisconfigurationException))
+
+
+def known_cause(err: BaseException) -> BaseException | None:
+    """The first :class:`~hm2bp.errors.HM2BPError` in ``err``'s cause/context chain (jsonargparse wraps a
+    constructor's error in a ``ValueError`` about union subtypes)."""
+    from hm2bp.errors import HM2BPError
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, HM2BPError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def condense_argument_error(message: str) -> str:

@@ -16,6 +16,14 @@ A folder is made with an exclusive ``mkdir`` (a name never exists twice) and is 
 (``fcntl.flock`` on ``.lock``) by the process that writes into it, so a concurrent fit cannot
 resume into it; the lock dies with the process. ``--ckpt_path last`` picks, among this
 experiment's runs, the one whose ``last*.ckpt`` was written most recently (:func:`latest_run`).
+
+Lifecycle of the folder of one command (:class:`RunFolder`): chosen when the configuration is
+parsed (a new folder for ``fit``, the resumed run's own folder for ``fit --ckpt_path last``,
+``<run>/<command>-<stamp>`` for ``validate``/``test``/``predict`` of a run's checkpoint); made and
+locked by global rank zero after every check has passed (:meth:`RunFolder.open`), together with the
+folders of ``ModelCheckpoint``-s given an explicit ``dirpath``; handed to the DDP processes Lightning
+starts through ``$HM2BP_RUN_DIR``; unlocked when the command ends (:meth:`RunFolder.close`); removed
+when the command fails before any checkpoint was written into it (:meth:`RunFolder.discard_if_empty`).
 """
 from __future__ import annotations
 
@@ -23,17 +31,21 @@ import errno
 import json
 import os
 import secrets
+import shutil
 import socket
 import sys
 import time
 from pathlib import Path
 
 from hm2bp.atomic import atomic_write
-from hm2bp.errors import OutputError
+from hm2bp.cli_errors import say
+from hm2bp.errors import ConfigError, OutputError
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 CKPT_DIR = "checkpoints"
+ENV_RUN_DIR = "HM2BP_RUN_DIR"  # handed by the launching process to the DDP processes Lightning starts
+EVAL_COMMANDS = ("validate", "test", "predict")
 
 
 def new_run_name(prefix: str = "") -> str:
@@ -145,3 +157,101 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+
+def handed_run_dir() -> Path | None:
+    """The run folder of the launching process, in a DDP process Lightning started (``$HM2BP_RUN_DIR``)."""
+    handed = os.environ.get(ENV_RUN_DIR)
+    return Path(handed) if handed else None
+
+
+def explicit_ckpt_dirs(trainer_cfg) -> list[tuple[str, Path]]:
+    """``(config key, folder)`` of every ``ModelCheckpoint`` given a ``dirpath`` in the parsed ``trainer`` config."""
+    from jsonargparse import Namespace
+
+    cbs = trainer_cfg.get("callbacks") if trainer_cfg is not None else None
+    out = []
+    for k, cb in enumerate(cbs if isinstance(cbs, list) else []):
+        if isinstance(cb, Namespace) and str(cb.get("class_path", "")).endswith("ModelCheckpoint"):
+            dirpath = (cb.get("init_args") or Namespace()).get("dirpath")
+            if dirpath:
+                out.append((f"trainer.callbacks[{k}].init_args.dirpath", Path(dirpath)))
+    return out
+
+
+class RunFolder:
+    """The folder one command writes into, from its choice to its release (module docstring).
+
+    Args:
+        command: ``fit``, ``validate``, ``test`` or ``predict``.
+        root: the experiment's folder (``trainer.default_root_dir``).
+        resumed_from: the checkpoint the command starts from, if any (its run folder is reused).
+        explicit: ``(key, folder)`` of the checkpoint folders the config names (:func:`explicit_ckpt_dirs`).
+    """
+
+    def __init__(self, command: str, root: Path, resumed_from: Path | None = None,
+                 explicit: list[tuple[str, Path]] | None = None) -> None:
+        self.command = command
+        self.explicit = list(explicit or [])
+        self.owner = run_dir_of(resumed_from) if resumed_from else None  # the run of the checkpoint
+        handed = handed_run_dir()
+        if handed is not None:
+            self.path = handed
+        elif command == "fit":
+            self.path = self.owner if self.owner is not None else Path(root).resolve() / new_run_name()
+        else:
+            self.path = (self.owner if self.owner is not None else Path(root).resolve()) / new_run_name(command)
+        self._created: Path | None = None  # made by this process (removed if the command fails before training)
+        self._locks: list[RunLock] = []
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where a ``ModelCheckpoint`` without ``dirpath`` writes: ``<run>/checkpoints``; for an evaluation of
+        a run's checkpoint, that run's (nothing is written, and restoring the callback changes no dirpath)."""
+        if self.command in EVAL_COMMANDS and self.owner is not None:
+            return self.owner / CKPT_DIR
+        return self.path / CKPT_DIR
+
+    def open(self, global_rank: int, hand_over: bool) -> None:
+        """Global rank zero makes (or, for a resume, locks) the folder and locks the explicit checkpoint
+        folders; processes started with the folder handed to them do nothing. ``hand_over``: Lightning
+        starts the other DDP processes next, and they find the folder in ``$HM2BP_RUN_DIR``."""
+        if handed_run_dir() is not None or global_rank != 0:
+            return
+        if self.path.exists():
+            if not is_run_dir(self.path):
+                raise ConfigError(f"{self.path} exists but is not an hm2bp run folder")
+        else:
+            create_run_dir(self.path, self.command)
+            self._created = self.path
+        self._locks.append(RunLock(self.path).acquire())
+        locked = {self.path.resolve()}
+        for key, folder in self.explicit:
+            if folder.resolve() in locked:
+                continue
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputError(f"{key}: cannot create {folder} ({err.strerror or err}); choose a writable folder") from err
+            self._locks.append(RunLock(folder).acquire())
+            locked.add(folder.resolve())
+        say(f"{self.command}: writing into {self.path}")
+        if hand_over:
+            os.environ[ENV_RUN_DIR] = str(self.path)
+
+    def close(self, global_rank: int) -> None:
+        """Release the locks; the launching process forgets the folder it handed over."""
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
+        if os.environ.get(ENV_RUN_DIR) == str(self.path) and global_rank == 0:
+            os.environ.pop(ENV_RUN_DIR, None)
+
+    def discard_if_empty(self) -> None:
+        """After a failure: remove the folder if this process made it and no checkpoint was written into it."""
+        run = self._created
+        if run is None or not run.is_dir():
+            return
+        ckpts = run / CKPT_DIR
+        if not (ckpts.is_dir() and any(ckpts.glob("*.ckpt"))):
+            shutil.rmtree(run, ignore_errors=True)

@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from hm2bp.cli import cli_main
-from hm2bp.cli_config import expand_composed_configs, redirect_loggers
+from hm2bp.cli_config import expand_composed_configs
 from hm2bp.layers.neurons import psp_option
+from hm2bp.run_record import redirect_loggers
 from hm2bp.schedules import SCHEDULES
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,6 +14,7 @@ import argparse
 import os
 
 from hm2bp.atomic import atomic_write
+from hm2bp.ckpt_path import require_checkpoint_file
 
 
 def _encoding(datamodule) -> dict:
@@ -32,8 +33,7 @@ def export_command(argv: list[str]) -> str:
     parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint or the authors' text checkpoint")
     parser.add_argument("--out", required=True, help="NIR file to write (HDF5), e.g. model.nir")
     args, rest = parser.parse_known_args(argv)
-    if not os.path.isfile(args.ckpt_path):
-        raise FileNotFoundError(f"--ckpt_path {args.ckpt_path}: no such checkpoint file")
+    require_checkpoint_file(args.ckpt_path)
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"--out {args.out}: folder {out_dir} does not exist; create it first")
@@ -41,7 +41,7 @@ def export_command(argv: list[str]) -> str:
     import nir
 
     from hm2bp.checkpoint import load_checkpoint_file
-    from hm2bp.cli import cli_main
+    from hm2bp.cli_app import cli_main
     from hm2bp.nir import export_nir
     from hm2bp.official import is_official_checkpoint, load_checkpoint
 
