@@ -75,14 +75,14 @@ def main() -> None:
         conv_layer.conv_hm2bp_backward_events = conv_hm2bp_backward_events
     with torch.no_grad():
         for number, (a, kw) in enumerate(reversed(calls), start=1):  # the backward runs top-down
-            pre_events, post_index, geom, rule = a[0], a[1], a[2], a[5]
+            pre_events, post_index, geom, neuron, rule = a[0], a[1], a[2], a[5], a[6]
             want_h = kw["need_input_grad"] and rule.effect_ratio
             record_ = {"layer": f"conv{number}", "device": str(device), "batch": args.batch, "T": args.T,
                        "threads": args.threads,
                        "weights": args.checkpoint or "initial", "input_spikes": pre_events.s.numel(),
                        "output_spikes": post_index.numel(),
                        "auto": choose_path(pre_events.s.numel(), post_index.numel(), args.T, args.batch, geom,
-                                           rule.psp_kernel.window is not None, want_h)}
+                                           neuron.psp_kernel.window is not None, want_h)}
             reference = None
             for path in PATHS:
                 times = []

@@ -17,7 +17,7 @@ output counts, ties to the lowest class, as ``hm2bp test``).
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import json
 import sys
 
@@ -31,20 +31,20 @@ def main(argv: list[str]) -> dict:
     parser.add_argument("--max_batches", type=int, default=0, help="0: the whole test set")
     args, rest = parser.parse_known_args(argv)
 
+    from hm2bp import SpikingNetwork
     from hm2bp.checkpoint import load_checkpoint_file
     from hm2bp.cli import cli_main
-    from hm2bp.nir import export_nir, import_nir
-    from hm2bp.nir.cuba import NeuronConstants
-    from hm2bp.nir.load import apply_constants
+    from hm2bp.nir import export_nir
     from hm2bp.nir.snntorch import run_snntorch
 
     cli = cli_main(rest + ["--trainer.logger", "false"], run=False)
     cli.model.load_state_dict(load_checkpoint_file(args.ckpt_path, map_location="cpu")["state_dict"])
     net = cli.model.network.eval()
     graph = export_nir(net)
-    no_ref = import_nir(copy.deepcopy(graph))  # same weights and options
-    for layer in no_ref.layers.values():
-        apply_constants(layer, NeuronConstants(layer.tau_m, layer.tau_s, layer.threshold, layer.threshold_eps, 0))
+    # same weights and options, refractory 0 in every layer
+    no_ref = SpikingNetwork.from_records([dataclasses.replace(layer.neuron, refractory=0)
+                                          for layer in net.layers.values()], **net.init_kwargs)
+    no_ref.load_state_dict(net.state_dict())
     dm = cli.datamodule
     dm.setup("test")
     stats = {"mismatch": {}, "bins": {}, "spikes": {}, "snn_vs_ref0_mismatch": {}}

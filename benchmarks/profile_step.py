@@ -67,18 +67,18 @@ def main() -> None:
         rows["input events sorted for fc1 backward"] = best_ms(
             lambda: InputEvents.from_flat(h_events, (T, B, 784)), args.repeats)
         rows["reset events of the hidden trains"] = best_ms(
-            lambda: reset_events(h, hidden.rule.psp_kernel, index=h_index), args.repeats)
+            lambda: reset_events(h, hidden.psp_kernel, index=h_index), args.repeats)
         g_hidden = torch.randn(B, 800)
         g_out = torch.randn(B, 10)
         x_counts = x.sum(0).float()
         rows["fc1 backward (no input error)"] = best_ms(lambda: hm2bp_backward(
             LinearForward(x, h, counts_in=x_counts, counts_out=h_counts,
                           pre_events=InputEvents.from_flat(h_events, (T, B, 784)), post_index=h_index),
-            hidden.weight, g_hidden, hidden.rule, need_input_grad=False), args.repeats)
+            hidden.weight, g_hidden, hidden.neuron, hidden.rule, need_input_grad=False), args.repeats)
         rows["output backward"] = best_ms(lambda: hm2bp_backward(
             LinearForward(h, o, target=y, counts_in=h_counts, counts_out=o_counts,
                           pre_events=InputEvents.from_flat(o_events, (T, B, 800)), post_index=o_index),
-            out.weight, g_out, out.rule), args.repeats)
+            out.weight, g_out, out.neuron, out.rule), args.repeats)
     print(f"784-800-10, T={T}, batch {B}, p={args.density}, {args.threads} threads: best of {args.repeats}, ms")
     for name, ms in rows.items():
         print(f"{name:40s} {ms:8.1f}")

@@ -342,12 +342,12 @@ def random_conv_case(seed, T=70, B=2, c_in=2, hw=(6, 5), c_out=2, k=3, stride=1,
     return pre, post, w, grad
 
 
-def conv_reference(pre, post, w, grad, rule, convention, stride, padding, bias=None):
+def conv_reference(pre, post, w, grad, neuron, rule, convention, stride, padding, bias=None):
     """HM2-BP conv rule (docs/algorithm.md, "Weight update" applied per "Convolution and pooling") looped over (output position, tap) pairs."""
     T, B, c_in, H, W = pre.shape
     c_out, ho, wo = post.shape[2:]
     k = w.shape[-1]
-    nu = rule.threshold
+    nu = neuron.threshold
     e = spsp(pre.reshape(T, B, -1), post.reshape(T, B, -1), convention=convention)  # [B, N_out, N_in]
     e_bias = spsp(torch.ones(T, B, 1, dtype=torch.float64), post.reshape(T, B, -1), convention=convention)
     o_in = pre.sum(0).reshape(B, -1)

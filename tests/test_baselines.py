@@ -9,7 +9,7 @@ import torch
 import hm2bp
 from hm2bp.baselines import BPTTLinear, BPTTNetwork, surrogate_lif
 from hm2bp.cli import cli_main
-from hm2bp.functional import lif_simulate
+from hm2bp.functional import LIFParams, lif_simulate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,8 +44,9 @@ def test_surrogate_lif_matches_simulator_with_recurrent_matrix():
     g = torch.Generator().manual_seed(3)
     current = torch.randn(120, 4, 30, generator=g, dtype=torch.float64) * 2.0 + 0.6
     lateral = torch.randn(30, 30, generator=g, dtype=torch.float64) * 0.5  # arbitrary W_lat[post, pre]
-    ref = lif_simulate(current, 5.0, tau_m=20.0, tau_s=5.0, refractory=3, lateral=lateral)
-    out = surrogate_lif(current, 5.0, tau_m=20.0, tau_s=5.0, refractory=3, lateral=lateral)
+    neuron = LIFParams(5.0, tau_m=20.0, tau_s=5.0, refractory=3)
+    ref = lif_simulate(current, neuron, lateral=lateral)
+    out = surrogate_lif(current, neuron, lateral=lateral)
     assert ref.sum() > 50 and torch.equal(out, ref.to(out.dtype))
     assert not out[0].any()  # no spike at t = 0
 
@@ -87,7 +88,7 @@ def test_gradient_of_surrogate_scan_matches_finite_difference_of_a_smooth_proxy(
     """Without any spike crossing, the scan is linear in the current: check BPTT against autograd-free math."""
     T, N = 30, 3
     current = torch.full((T, 1, N), 0.05, dtype=torch.float64, requires_grad=True)
-    out = surrogate_lif(current, 100.0, tau_m=10.0, tau_s=4.0, refractory=2, surrogate_slope=5.0)
+    out = surrogate_lif(current, LIFParams(100.0, tau_m=10.0, tau_s=4.0, refractory=2), surrogate_slope=5.0)
     assert out.sum() == 0
     out[T - 1].sum().backward()
     # analytic: s[T-1] = H(v[T-1]); dv[T-1]/dI[k] = sum_{t=k}^{T-1} (1-1/tau_s)^(t-k) (1-1/tau_m)^(T-1-t) / tau_s

@@ -10,6 +10,7 @@ import torch
 from hm2bp import SpikeCountLoss, SpikingConv2d, SpikingLinear, SpikingNetwork, SpikingPool2d
 from hm2bp.baselines import BPTTNetwork
 from hm2bp.errors import ConfigError, InputError
+from hm2bp.functional import LIFParams
 
 
 def spikes(*shape, p=0.2, seed=0):
@@ -123,7 +124,7 @@ def test_valid_inputs_of_every_dtype_pass(net):
     (lambda: SpikingNetwork("16-8-4", thresholds=[1.0, 1.0], reg_lambda=-1), r"reg_lambda=-1 must be >= 0"),
     (lambda: SpikingNetwork("16-8-4", thresholds=[1.0, 1.0], spsp="nope"), r"spsp must be one of"),
     (lambda: SpikingLinear(16, 4, float("inf")), r"SpikingLinear threshold must be a finite number, got inf"),
-    (lambda: SpikingLinear(16, 4, 1.0, refractory=1.5), r"refractory must be a whole number"),
+    (lambda: SpikingLinear(16, 4, LIFParams(1.0, refractory=1.5)), r"refractory must be a whole number"),
     (lambda: SpikingConv2d(1, 2, 3, 1.0, init_range=0), r"init_range=0 must be > 0"),
     (lambda: SpikingPool2d(2, -1.0), r"SpikingPool2d threshold=-1\.0 must be > 0"),
     (lambda: SpikeCountLoss(math.nan, 1, 1), r"desired must be a finite number, got nan"),

@@ -6,6 +6,7 @@ import socket
 import pytest
 import torch
 
+from hm2bp.functional import LIFParams
 from hm2bp.functional.lif import lif_simulate
 from hm2bp.metrics import SpikeStatistics, TargetCountStatistics
 
@@ -90,7 +91,7 @@ def test_saturation_matches_the_lif_refractory_limit():
     T_sim = 30
     drive = torch.zeros(T_sim, 2, 2)
     drive[:, :, 0] = 1e3  # neuron 0: maximal drive; neuron 1: none
-    spikes = lif_simulate(drive, 1.0, refractory=2)
+    spikes = lif_simulate(drive, LIFParams(1.0, refractory=2))
     counts = spikes.sum(0)
     assert counts[:, 0].tolist() == [10, 10]  # spikes at t = 1, 4, ..., 28
     m = SpikeStatistics(2, refractory=2)

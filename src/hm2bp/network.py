@@ -7,13 +7,18 @@ Spec grammar (dash separated): an input token, then layers.
 * ``15C5``: convolution with 15 kernels of 5x5 (``SpikingConv2d``);
 * ``P2``: 2x2 spiking pooling (``SpikingPool2d``).
 
-The last token is the output layer. ``thresholds`` gives one threshold per layer.
+The last token is the output layer. ``thresholds`` gives one threshold per layer; the network
+builds each layer's records (``docs/algorithm.md``, "Neuron model", "Weight update") from its
+flat arguments once.
 Layers are named ``conv1, pool1, ..., fc1, ..., output`` (the names of ``spikes/<layer>/...`` logs).
 Shapes are time-first: input ``[T, B, *input_shape]`` -> output ``[T, B, classes]``.
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +26,8 @@ from torch import Tensor, nn
 
 from hm2bp.checks import check_labels, check_spikes
 from hm2bp.errors import ConfigError, InputError
-from hm2bp.functional import LIFParams
+from hm2bp.functional import HM2BPRule, LIFParams
+from hm2bp.functional.params import CONV_THRESHOLD_EPS
 from hm2bp.layers import SpikingConv2d, SpikingLinear, SpikingPool2d
 from hm2bp.layers.neurons import psp_option
 from hm2bp.layers.spikes import Spikes
@@ -66,15 +72,12 @@ def parse_spec(spec: str) -> tuple[tuple[int, ...], list[LayerSpec]]:
     return shape, layers
 
 
-_CONV_KEYS = ("effect_ratio", "side_effect", "silent_spsp", "silent_side_ratio", "reg_lambda", "reg_beta", "reg_limit")
-
-
-def build_from_spec(ls, shape, thr, common: dict, rule: dict, conv_init: float, pool_rule: str):
+def build_from_spec(ls: LayerSpec, shape, neuron: LIFParams, rule: HM2BPRule, init_range: float, pool_rule: str):
     """Build the conv (``15C5``) or pool (``P2``) layer of a ``SpikingNetwork`` spec token.
 
-    ``shape`` is the input ``(C, H, W)`` (a 2-D ``(H, W)`` input is one channel). Returns
-    ``(layer, output shape (C, H, W))``. ``common`` holds the neuron constants and ``psp``;
-    ``rule`` the HM2-BP switches (and the regulariser, applied to conv kernels only).
+    ``shape`` is the input ``(C, H, W)`` (a 2-D ``(H, W)`` input is one channel); ``neuron`` and
+    ``rule`` the layer's records (a pool layer reads the rule's ``effect_ratio`` only);
+    ``init_range`` that of the conv kernels. Returns ``(layer, output shape (C, H, W))``.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) == 2:
@@ -85,10 +88,9 @@ def build_from_spec(ls, shape, thr, common: dict, rule: dict, conv_init: float, 
             f"but its input has shape {shape}; conv/pool layers cannot follow a fully connected layer"
         )
     if ls.kind == "conv":
-        layer = SpikingConv2d(shape[0], ls.size, ls.kernel_size, thr, init_range=conv_init, **common,
-                              **{k: v for k, v in rule.items() if k in _CONV_KEYS})
+        layer = SpikingConv2d(shape[0], ls.size, ls.kernel_size, neuron, rule, init_range=init_range)
     elif ls.kind == "pool":
-        layer = SpikingPool2d(ls.size, thr, pool_rule=pool_rule, effect_ratio=rule.get("effect_ratio", True), **common)
+        layer = SpikingPool2d(ls.size, neuron, rule, pool_rule=pool_rule)
     else:
         raise ValueError(f"build_from_spec builds conv or pool layers, got {ls.kind!r}")
     new_shape = layer.output_shape(shape)
@@ -97,8 +99,73 @@ def build_from_spec(ls, shape, thr, common: dict, rule: dict, conv_init: float, 
     return layer, new_shape
 
 
+def layer_names(layer_specs: list[LayerSpec]) -> list[str]:
+    """``conv1, pool1, ..., fc1, ..., output``: the layers' names (of ``spikes/<layer>/...`` logs)."""
+    counters = {"fc": 0, "conv": 0, "pool": 0}
+    names = []
+    for ls in layer_specs[:-1]:
+        counters[ls.kind] += 1
+        names.append(f"{ls.kind}{counters[ls.kind]}")
+    return [*names, "output"]
+
+
+def neuron_records(spec: str, layer_specs: list[LayerSpec], thresholds, *, tau_m: float, tau_s: float,
+                   refractory: int, psp: str = "exact", fc_eps: float = LIFParams.threshold_eps,
+                   where: str = "SpikingNetwork") -> list[LIFParams]:
+    """One :class:`LIFParams` per layer of a spec from the flat constants: ``thresholds[k]`` (checked
+    first: one positive finite number per layer), the shared ``tau_m``, ``tau_s``, ``refractory``
+    and ``psp``; ``threshold_eps`` is the official one of the layer's kind (conv 0, pooling 1e-6,
+    fully connected ``fc_eps``)."""
+    _check_thresholds(spec, thresholds, len(layer_specs))
+    eps = {"conv": CONV_THRESHOLD_EPS, "pool": LIFParams.threshold_eps, "fc": fc_eps}
+    return [LIFParams(thr, tau_m, tau_s, refractory, eps[ls.kind], psp, where=where)
+            for ls, thr in zip(layer_specs, thresholds)]
+
+
+_RULE_KEYS = ("effect_ratio", "side_effect", "lateral_factor", "output_lateral_inhibition", "target_injection",
+              "reg_lambda", "reg_beta", "reg_limit")
+
+
+def network_rules(*, effect_ratio: bool, side_effect: bool, lateral_factor: bool, output_lateral_inhibition: float,
+                  target_injection: float | None, reg_lambda: float, reg_beta: float,
+                  reg_limit: float) -> tuple[HM2BPRule, HM2BPRule]:
+    """The two rule records of a ``SpikingNetwork``: ``(hidden, output)``. Hidden layers (and every
+    conv kernel) get the switches and the regulariser; the output layer also its lateral
+    inhibition, lateral factor (only with inhibition) and target injection."""
+    hidden = HM2BPRule(effect_ratio=effect_ratio, side_effect=side_effect, reg_lambda=reg_lambda, reg_beta=reg_beta,
+                       reg_limit=reg_limit, where="SpikingNetwork")
+    output = dataclasses.replace(
+        hidden, lateral_inhibition=output_lateral_inhibition, target_injection=target_injection,
+        lateral_factor=lateral_factor and output_lateral_inhibition != 0.0, where="SpikingNetwork",
+    )
+    return hidden, output
+
+
+def _check_thresholds(spec: str, thresholds, n_layers: int) -> None:
+    """One positive finite threshold per layer, else one :class:`ConfigError` naming the entry."""
+    if isinstance(thresholds, (int, float)) or len(thresholds) != n_layers:
+        n = 1 if isinstance(thresholds, (int, float)) else len(thresholds)
+        raise ConfigError(
+            f"model.network.init_args.thresholds: network spec {spec!r} has {n_layers} layers but "
+            f"{n} thresholds were given; give one threshold per layer"
+        )
+    for k, thr in enumerate(thresholds):
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not thr > 0 or thr == float("inf"):
+            raise ConfigError(
+                f"model.network.init_args.thresholds[{k}]={thr!r} must be a positive finite number "
+                f"(the firing threshold of layer {k + 1} of {spec!r})"
+            )
+
+
 class SpikingNetwork(nn.Module):
     """Feed-forward spiking network trained with HM2-BP.
+
+    The flat arguments (one YAML key each) are turned into records once: one
+    :class:`~hm2bp.functional.LIFParams` per layer (``thresholds[k]``, ``tau_m``, ``tau_s``,
+    ``refractory``, ``psp``; ``threshold_eps`` 0 for conv layers, 1e-6 otherwise, as the official
+    program) and two :class:`~hm2bp.functional.HM2BPRule` records: one for the hidden layers and
+    one for the output layer (with its lateral inhibition, lateral factor and target injection).
+    :meth:`from_records` builds a network from given neuron records instead.
 
     Args:
         spec: architecture string (module docstring), e.g. ``"784-800-10"``.
@@ -146,8 +213,11 @@ class SpikingNetwork(nn.Module):
     ) -> None:
         super().__init__()
         psp = psp_option("SpikingNetwork", psp, spsp)
+        rules = network_rules(effect_ratio=effect_ratio, side_effect=side_effect, lateral_factor=lateral_factor,
+                              output_lateral_inhibition=output_lateral_inhibition, target_injection=target_injection,
+                              reg_lambda=reg_lambda, reg_beta=reg_beta, reg_limit=reg_limit)
         # the constructor arguments, plain values (hm2bp.nir stores them in exported graphs)
-        self.init_kwargs = dict(
+        config = dict(
             spec=str(spec), thresholds=[float(t) for t in thresholds], tau_m=float(tau_m), tau_s=float(tau_s),
             refractory=int(refractory), output_lateral_inhibition=float(output_lateral_inhibition), psp=psp,
             effect_ratio=bool(effect_ratio), side_effect=bool(side_effect), lateral_factor=bool(lateral_factor),
@@ -155,51 +225,49 @@ class SpikingNetwork(nn.Module):
             reg_lambda=float(reg_lambda), reg_beta=float(reg_beta), reg_limit=float(reg_limit),
             fc_init=float(fc_init), conv_init=float(conv_init), bias=bool(bias), pool_rule=pool_rule,
         )
-        self.spec = spec
+        _, layer_specs = parse_spec(spec)
+        neurons = neuron_records(spec, layer_specs, thresholds, tau_m=tau_m, tau_s=tau_s, refractory=refractory, psp=psp)
+        self._assemble(config, neurons, rules, check_inputs)
+
+    @classmethod
+    def from_records(cls, neurons: Sequence[LIFParams], *, check_inputs: bool = True, **config) -> "SpikingNetwork":
+        """A network of ``config`` (constructor arguments, as in ``init_kwargs``) whose layers take the
+        neuron records ``neurons``, one per layer, as they are (e.g. the constants of an imported
+        NIR graph, :func:`hm2bp.nir.import_nir`); ``thresholds``, ``tau_m``, ``tau_s``,
+        ``refractory`` and ``psp`` in ``config`` are replaced by theirs."""
+        defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()
+                    if p.default is not inspect.Parameter.empty and k not in ("check_inputs", "spsp")}
+        first = neurons[0]
+        config = {**defaults, **config, "thresholds": [n.threshold for n in neurons], "tau_m": first.tau_m,
+                  "tau_s": first.tau_s, "refractory": first.refractory, "psp": first.psp}
+        config.pop("spsp", None)  # graphs of older versions name psp so
+        net = cls.__new__(cls)
+        nn.Module.__init__(net)
+        net._assemble(config, list(neurons), network_rules(**{k: config[k] for k in _RULE_KEYS}), check_inputs)
+        return net
+
+    def _assemble(self, config: dict, neurons: list[LIFParams], rules: tuple[HM2BPRule, HM2BPRule],
+                  check_inputs: bool) -> None:
+        """Build the layers of ``config["spec"]`` from the neuron records and the rule records
+        ``(hidden, output)``."""
+        self.init_kwargs = config
+        self.spec = config["spec"]
         self.check_inputs = bool(check_inputs)
-        self.input_shape, layer_specs = parse_spec(spec)
-        if isinstance(thresholds, (int, float)) or len(thresholds) != len(layer_specs):
-            n = 1 if isinstance(thresholds, (int, float)) else len(thresholds)
-            raise ConfigError(
-                f"model.network.init_args.thresholds: network spec {spec!r} has {len(layer_specs)} layers but "
-                f"{n} thresholds were given; give one threshold per layer"
-            )
-        for k, thr in enumerate(thresholds):
-            if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not thr > 0 or thr == float("inf"):
-                raise ConfigError(
-                    f"model.network.init_args.thresholds[{k}]={thr!r} must be a positive finite number "
-                    f"(the firing threshold of layer {k + 1} of {spec!r})"
-                )
-        common = dict(tau_m=tau_m, tau_s=tau_s, refractory=refractory, psp=psp)
-        rule = dict(effect_ratio=effect_ratio, side_effect=side_effect)
+        self.input_shape, layer_specs = parse_spec(self.spec)
+        if len(neurons) != len(layer_specs):
+            raise ConfigError(f"network spec {self.spec!r} has {len(layer_specs)} layers but {len(neurons)} neuron "
+                              f"records were given")
+        hidden, output = rules
         self.layers = nn.ModuleDict()
         shape = self.input_shape
-        counters = {"fc": 0, "conv": 0, "pool": 0}
-        for k, (ls, thr) in enumerate(zip(layer_specs, thresholds)):
-            last = k == len(layer_specs) - 1
-            counters[ls.kind] += 1
-            name = "output" if last else f"{ls.kind}{counters[ls.kind]}"
+        for name, ls, neuron in zip(layer_names(layer_specs), layer_specs, neurons):
+            rule = output if name == "output" else hidden
             if ls.kind == "fc":
                 n_in = int(torch.tensor(shape).prod())
-                layer = SpikingLinear(
-                    n_in,
-                    ls.size,
-                    thr,
-                    lateral_inhibition=output_lateral_inhibition if last else 0.0,
-                    lateral_factor=lateral_factor,
-                    target_injection=target_injection if last else None,
-                    reg_lambda=reg_lambda,
-                    reg_beta=reg_beta,
-                    reg_limit=reg_limit,
-                    init_range=fc_init,
-                    bias=bias,
-                    **common,
-                    **rule,
-                )
+                layer = SpikingLinear(n_in, ls.size, neuron, rule, init_range=config["fc_init"], bias=config["bias"])
                 shape = (ls.size,)
             else:
-                conv_rule = dict(rule, reg_lambda=reg_lambda, reg_beta=reg_beta, reg_limit=reg_limit)  # on kernels
-                layer, shape = build_from_spec(ls, shape, thr, common, conv_rule, conv_init, pool_rule)
+                layer, shape = build_from_spec(ls, shape, neuron, rule, config["conv_init"], config["pool_rule"])
             self.layers[name] = layer
         self.num_classes = layer_specs[-1].size
 

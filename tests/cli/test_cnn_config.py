@@ -24,7 +24,7 @@ def test_mnist_cnn_config_is_the_official_network(shared_data):
     assert isinstance(layers["conv2"], hm2bp.SpikingConv2d) and isinstance(layers["pool2"], hm2bp.SpikingPool2d)
     assert layers["conv1"].weight.abs().max() <= 0.5 < layers["fc1"].weight.abs().max() <= 1.0
     assert layers["conv1"].threshold_eps == 0.0 and layers["pool1"].threshold_eps == 1e-6
-    assert layers["pool1"].backward_divisor == 4.0 and layers["conv2"].rule.psp_kernel.shift == 2  # official
+    assert layers["pool1"].backward_divisor == 4.0 and layers["conv2"].psp_kernel.shift == 2  # official
     assert layers["conv2"].rule.reg_lambda == 0 and layers["output"].lateral_inhibition == 1.0
     dm = cli.datamodule
     assert dm.time_steps == 400 and dm.redraw_every_epoch and dm.augment_train

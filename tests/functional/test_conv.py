@@ -14,6 +14,7 @@ import torch
 import hm2bp
 from hm2bp.functional import (
     HM2BPRule,
+    LIFParams,
     LinearForward,
     PSPKernel,
     hm2bp_backward,
@@ -36,9 +37,9 @@ def test_conv_backward_equals_pairwise_rule(convention, geometry):
     for seed in range(2):
         pre, post, w, grad = random_conv_case(seed, T=70 if seed == 0 else 300, k=k, hw=hw, **geometry)  # 300 > 4 tau_m
         for opts in (dict(), dict(effect_ratio=False, side_effect=False), dict(reg_lambda=10.0, reg_beta=0.4)):
-            rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), **opts)
-            gw, gin, _ = conv_hm2bp_backward(pre, post, w, grad, rule, **geometry, time_chunk=16)
-            rw, rin, _ = conv_reference(pre, post, w, grad, rule, convention, **geometry)
+            neuron, rule = LIFParams(3.0, psp=convention), HM2BPRule(**opts)
+            gw, gin, _ = conv_hm2bp_backward(pre, post, w, grad, neuron, rule, **geometry, time_chunk=16)
+            rw, rin, _ = conv_reference(pre, post, w, grad, neuron, rule, convention, **geometry)
             torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
             torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
 
@@ -46,9 +47,9 @@ def test_conv_backward_equals_pairwise_rule(convention, geometry):
 def test_conv_bias_gradient_equals_pairwise_rule():
     pre, post, w, grad = random_conv_case(7)
     bias = torch.tensor([0.3, -0.7], dtype=torch.float64)
-    rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("official"))
-    gw, gin, gb = conv_hm2bp_backward(pre, post, w, grad, rule, bias=bias)
-    rw, rin, rb = conv_reference(pre, post, w, grad, rule, "official", 1, 0, bias=bias)
+    neuron, rule = LIFParams(2.0, psp="official"), HM2BPRule()
+    gw, gin, gb = conv_hm2bp_backward(pre, post, w, grad, neuron, rule, bias=bias)
+    rw, rin, rb = conv_reference(pre, post, w, grad, neuron, rule, "official", 1, 0, bias=bias)
     torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(gb, rb, rtol=1e-10, atol=1e-10)
@@ -61,10 +62,10 @@ def test_conv_equals_fc_rule_on_unrolled_kernel():
     n_in = c_in * H * W
     eye = torch.eye(n_in, dtype=torch.float64).view(n_in, c_in, H, W)
     dense = torch.nn.functional.conv2d(eye, w, stride=2, padding=1).reshape(n_in, -1).t()  # [N_out, N_in]
-    rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make("official"))
+    neuron, rule = LIFParams(3.0, psp="official"), HM2BPRule()
     fc_forward = LinearForward(pre.reshape(T, B, -1), post.reshape(T, B, -1))
-    gw_fc, gin_fc, _ = hm2bp_backward(fc_forward, dense, grad.reshape(B, -1), rule)
-    gw, gin, _ = conv_hm2bp_backward(pre, post, w, grad, rule, stride=2, padding=1)
+    gw_fc, gin_fc, _ = hm2bp_backward(fc_forward, dense, grad.reshape(B, -1), neuron, rule)
+    gw, gin, _ = conv_hm2bp_backward(pre, post, w, grad, neuron, rule, stride=2, padding=1)
     torch.testing.assert_close(gin.reshape(B, -1), gin_fc, rtol=1e-10, atol=1e-10)
     # fold the dense gradient back onto the taps: d(dense)/d(w) is the same conv of the identity
     w_var = w.clone().requires_grad_(True)
@@ -103,7 +104,7 @@ def test_conv_forward_is_lif_of_delayed_cross_correlation():
             for xx in range(3):
                 patch = xp[t - 1, :, :, 2 * y:2 * y + 3, 2 * xx:2 * xx + 3]  # [B, C_in, 3, 3], no flip
                 cur[t, :, :, y, xx] = torch.einsum("bcij,ocij->bo", patch, w)
-    ref = lif_simulate(cur, 1.5, threshold_eps=0.0)
+    ref = lif_simulate(cur, LIFParams(1.5, threshold_eps=0.0))
     assert torch.equal(out.bool(), ref)
     assert out.sum() > 0
 
@@ -115,14 +116,14 @@ def test_pool_forward_sums_windows():
     assert out.shape == (50, 2, 3, 2, 2) and out.dtype == torch.float64
     cur = torch.zeros(50, 2, 3, 2, 2, dtype=torch.float64)
     cur[1:] = x[:-1, :, :, :4, :4].reshape(49, 2, 3, 2, 2, 2, 2).sum((4, 6))
-    assert torch.equal(out.bool(), lif_simulate(cur, 1.0, threshold_eps=1e-6))
+    assert torch.equal(out.bool(), lif_simulate(cur, LIFParams(1.0, threshold_eps=1e-6)))
 
 
 def test_modules_backward_use_count_semantics():
     """Autograd delivers dE/do broadcast over time and returns dE/do_in broadcast over time."""
     torch.manual_seed(2)
-    conv = hm2bp.SpikingConv2d(1, 2, 3, 1.0, spsp="official", init_range=1.0).double()
-    pool = hm2bp.SpikingPool2d(2, 1.0, spsp="official")
+    conv = hm2bp.SpikingConv2d(1, 2, 3, LIFParams(1.0, threshold_eps=0.0, psp="official"), init_range=1.0).double()
+    pool = hm2bp.SpikingPool2d(2, LIFParams(1.0, psp="official"))
     x = (torch.rand(60, 2, 1, 8, 8) < 0.3).double().requires_grad_(True)
     h = conv(x)
     h.retain_grad()
@@ -131,7 +132,7 @@ def test_modules_backward_use_count_semantics():
     (out.sum(0) * g).sum().backward()
     ref_h = pool_hm2bp_backward(h.detach(), out.detach(), g, 2, pool.psp_kernel, divisor=4.0)
     torch.testing.assert_close(h.grad, ref_h.expand(60, *ref_h.shape))
-    gw, gin, _ = conv_hm2bp_backward(x.detach(), h.detach(), conv.weight.detach(), ref_h, conv.rule)
+    gw, gin, _ = conv_hm2bp_backward(x.detach(), h.detach(), conv.weight.detach(), ref_h, conv.neuron, conv.rule)
     torch.testing.assert_close(conv.weight.grad, gw)
     torch.testing.assert_close(x.grad, gin.expand(60, *gin.shape))
 
@@ -155,15 +156,15 @@ def test_layer_argument_errors():
 
 
 def test_build_from_spec_and_network_shapes():
-    common = dict(tau_m=64.0, tau_s=8.0, refractory=2, spsp="official")
-    rule = dict(effect_ratio=True, side_effect=True, reg_lambda=10.0, reg_beta=0.4, reg_limit=8.0)
-    conv, shape = build_from_spec(LayerSpec("conv", 15, 5), (28, 28), 5.0, common, rule, 0.5, "official")
+    rule = HM2BPRule(effect_ratio=True, side_effect=True, reg_lambda=10.0, reg_beta=0.4, reg_limit=8.0)
+    conv, shape = build_from_spec(LayerSpec("conv", 15, 5), (28, 28), LIFParams.official(5.0, conv=True), rule, 0.5,
+                                  "official")
     assert isinstance(conv, hm2bp.SpikingConv2d) and shape == (15, 24, 24)
     assert conv.rule.reg_beta == 0.4 and conv.threshold_eps == 0.0 and conv.weight.abs().max() <= 0.5
-    pool, shape = build_from_spec(LayerSpec("pool", 2), shape, 2.0, common, rule, 0.5, "threshold")
+    pool, shape = build_from_spec(LayerSpec("pool", 2), shape, LIFParams.official(2.0), rule, 0.5, "threshold")
     assert isinstance(pool, hm2bp.SpikingPool2d) and shape == (15, 12, 12) and pool.backward_divisor == 2.0
     with pytest.raises(ValueError, match="image input"):
-        build_from_spec(LayerSpec("conv", 4, 3), (100,), 1.0, common, rule, 0.5, "official")
+        build_from_spec(LayerSpec("conv", 4, 3), (100,), LIFParams.official(1.0), rule, 0.5, "official")
     net = hm2bp.SpikingNetwork("28x28-15C5-P2-40C5-P2-300-10", [5, 2, 12, 4, 10, 10])
     assert sum(p.numel() for p in net.parameters()) == 210_375  # the paper CNN's parameter count
     x = torch.zeros(12, 2, 28, 28, dtype=torch.uint8)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hm2bp.functional import HM2BPRule, PSPKernel
+from hm2bp.functional import HM2BPRule, LIFParams, PSPKernel
 from hm2bp.functional.conv import pool_hm2bp_backward
 from hm2bp.functional.conv_events import (
     ConvGeometry,
@@ -44,11 +44,11 @@ def _geom(pre, w, stride, padding):
     return ConvGeometry(pre.shape[2], pre.shape[3], pre.shape[4], w.shape[0], w.shape[-1], stride, padding)
 
 
-def _events_backward(pre, post, w, grad, rule, geom, **kw):
+def _events_backward(pre, post, w, grad, neuron, rule, geom, **kw):
     T, B = pre.shape[:2]
     ev = input_events(spike_index(pre), T, B, pre[0, 0].numel())
     o_in = counts_from_index(spike_index(pre), B, pre[0, 0].numel(), torch.float64).view(pre.shape[1:])
-    return conv_hm2bp_backward_events(ev, spike_index(post), geom, w, grad, rule, o_in=o_in, o_out=post.sum(0),
+    return conv_hm2bp_backward_events(ev, spike_index(post), geom, w, grad, neuron, rule, o_in=o_in, o_out=post.sum(0),
                                       pre=pre, **kw)
 
 
@@ -107,10 +107,10 @@ def test_conv_events_backward_equals_pairwise_rule(convention, geometry, path):
         pre, post, w, grad = random_conv_case(seed, T=70 if seed == 0 else 300, B=3, k=k, hw=hw, **geometry)  # 300 > 4 tau_m
         geom = _geom(pre, w, **geometry)
         for opts in (dict(), dict(effect_ratio=False, side_effect=False), dict(reg_lambda=10.0, reg_beta=0.4)):
-            rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), **opts)
-            rw, rin, _ = conv_reference(pre, post, w, grad, rule, convention, **geometry)
+            neuron, rule = LIFParams(3.0, psp=convention), HM2BPRule(**opts)
+            rw, rin, _ = conv_reference(pre, post, w, grad, neuron, rule, convention, **geometry)
             for group in (1, 2, 3):
-                gw, gin, _ = _events_backward(pre, post, w, grad, rule, geom, group=group, path=path)
+                gw, gin, _ = _events_backward(pre, post, w, grad, neuron, rule, geom, group=group, path=path)
                 torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
                 torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
 
@@ -122,10 +122,10 @@ def test_conv_events_bias_gradient_equals_pairwise_rule(group, convention, path)
     pre, post, w, grad = random_conv_case(7, T=300, B=3)
     bias = torch.tensor([0.3, -0.7], dtype=torch.float64)
     for side_effect in (True, False):
-        rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make(convention), side_effect=side_effect)
-        gw, gin, gb = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 1, 0), bias=bias, group=group,
+        neuron, rule = LIFParams(2.0, psp=convention), HM2BPRule(side_effect=side_effect)
+        gw, gin, gb = _events_backward(pre, post, w, grad, neuron, rule, _geom(pre, w, 1, 0), bias=bias, group=group,
                                        path=path)
-        rw, rin, rb = conv_reference(pre, post, w, grad, rule, convention, 1, 0, bias=bias)
+        rw, rin, rb = conv_reference(pre, post, w, grad, neuron, rule, convention, 1, 0, bias=bias)
         torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(gb, rb, rtol=1e-10, atol=1e-10)
@@ -139,9 +139,9 @@ def test_conv_events_backward_silent_layers(silent, path):
         post = torch.zeros_like(post)
     if silent in ("pre", "both"):
         pre = torch.zeros_like(pre)
-    rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make("official"), reg_lambda=1.0, reg_beta=0.1)
-    rw, rin, _ = conv_reference(pre, post, w, grad, rule, "official", 2, 1)
-    gw, gin, _ = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 2, 1), group=1, path=path)
+    neuron, rule = LIFParams(3.0, psp="official"), HM2BPRule(reg_lambda=1.0, reg_beta=0.1)
+    rw, rin, _ = conv_reference(pre, post, w, grad, neuron, rule, "official", 2, 1)
+    gw, gin, _ = _events_backward(pre, post, w, grad, neuron, rule, _geom(pre, w, 2, 1), group=1, path=path)
     torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(gin, rin, rtol=1e-10, atol=1e-10)
 
@@ -149,9 +149,9 @@ def test_conv_events_backward_silent_layers(silent, path):
 @pytest.mark.parametrize("path", ["output", "input", "gemm", "auto"])
 def test_conv_events_backward_without_input_grad(path):
     pre, post, w, grad = random_conv_case(2, B=2)
-    rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make("official"))
-    gw, gin, _ = _events_backward(pre, post, w, grad, rule, _geom(pre, w, 1, 0), need_input_grad=False, path=path)
-    rw, _, _ = conv_reference(pre, post, w, grad, rule, "official", 1, 0)
+    neuron, rule = LIFParams(3.0, psp="official"), HM2BPRule()
+    gw, gin, _ = _events_backward(pre, post, w, grad, neuron, rule, _geom(pre, w, 1, 0), need_input_grad=False, path=path)
+    rw, _, _ = conv_reference(pre, post, w, grad, neuron, rule, "official", 1, 0)
     assert gin is None
     torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
 

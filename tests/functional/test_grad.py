@@ -7,7 +7,16 @@ import random
 import pytest
 import torch
 
-from hm2bp.functional import HM2BPRule, LinearForward, PSPKernel, hm2bp_backward, inject_target, regulariser_grad, spsp
+from hm2bp.functional import (
+    HM2BPRule,
+    LIFParams,
+    LinearForward,
+    PSPKernel,
+    hm2bp_backward,
+    inject_target,
+    regulariser_grad,
+    spsp,
+)
 from tests.helpers import random_post_train
 
 
@@ -29,9 +38,9 @@ def _random(seed, T=120, B=3, n_in=6, n_out=4):
     return pre, post, w, grad, target
 
 
-def reference(pre, post, w, grad, rule, target, convention):
+def reference(pre, post, w, grad, neuron, rule, target, convention):
     B, n_out, n_in = post.shape[1], w.shape[0], w.shape[1]
-    nu = rule.threshold
+    nu = neuron.threshold
     o_raw = post.sum(0)
     gamma = torch.ones(B, n_out, dtype=torch.float64)
     if rule.lateral_factor:
@@ -75,37 +84,36 @@ def reference(pre, post, w, grad, rule, target, convention):
 def test_reduced_backward_equals_pairwise_rule(convention, official_extras):
     for seed in range(4):
         pre, post, w, grad, target = _random(seed)
+        neuron = LIFParams(3.0, psp=convention)
         rule = HM2BPRule(
-            threshold=3.0,
-            psp_kernel=PSPKernel.make(convention),
             lateral_inhibition=1.0 if official_extras else 0.0,
             lateral_factor=official_extras,
             target_injection=35.0 if official_extras else None,
             reg_lambda=10.0 if official_extras else 0.0,
             reg_beta=0.04 if official_extras else 0.0,
         )
-        gw, gin, _ = hm2bp_backward(LinearForward(pre, post, target=target), w, grad, rule)
-        rw, rin = reference(pre, post, w, grad, rule, target, convention)
+        gw, gin, _ = hm2bp_backward(LinearForward(pre, post, target=target), w, grad, neuron, rule)
+        rw, rin = reference(pre, post, w, grad, neuron, rule, target, convention)
         torch.testing.assert_close(gw, rw, atol=1e-9, rtol=1e-9)
         torch.testing.assert_close(gin, rin, atol=1e-9, rtol=1e-9)
 
 
 def test_effect_ratio_off_is_plain_transpose():
     pre, post, w, grad, _ = _random(7)
-    rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("exact"), effect_ratio=False)
-    _, gin, _ = hm2bp_backward(LinearForward(pre, post), w, grad, rule)
+    neuron, rule = LIFParams(2.0, psp="exact"), HM2BPRule(effect_ratio=False)
+    _, gin, _ = hm2bp_backward(LinearForward(pre, post), w, grad, neuron, rule)
     torch.testing.assert_close(gin, (grad / 2.0) @ w)
 
 
 def test_bias_is_a_synapse_from_an_always_on_input():
     pre, post, w, grad, _ = _random(11)
     bias = torch.randn(w.shape[0], dtype=torch.float64)
-    rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("exact"))
-    gw, gin, gb = hm2bp_backward(LinearForward(pre, post), w, grad, rule, bias=bias)
+    neuron, rule = LIFParams(2.0, psp="exact"), HM2BPRule()
+    gw, gin, gb = hm2bp_backward(LinearForward(pre, post), w, grad, neuron, rule, bias=bias)
     T, B = pre.shape[:2]
     ones = torch.ones(T, B, 1, dtype=torch.float64)
     gw2, gin2, _ = hm2bp_backward(LinearForward(torch.cat([pre, ones], -1), post), torch.cat([w, bias[:, None]], 1),
-                                  grad, rule)
+                                  grad, neuron, rule)
     torch.testing.assert_close(gw, gw2[:, :-1])
     torch.testing.assert_close(gb, gw2[:, -1])
     torch.testing.assert_close(gin, gin2[:, :-1])
@@ -117,7 +125,7 @@ def test_regulariser_is_gradient_of_h17():
     s = ((w / L) ** 2).mean(1)
     energy = (lam * L * w.shape[1] / 2 * torch.exp(beta * (s - 1))).sum()
     (auto,) = torch.autograd.grad(energy, w)
-    rule = HM2BPRule(threshold=1.0, psp_kernel=PSPKernel.make("exact"), reg_lambda=lam, reg_beta=beta, reg_limit=L)
+    rule = HM2BPRule(reg_lambda=lam, reg_beta=beta, reg_limit=L)
     torch.testing.assert_close(regulariser_grad(w.detach(), rule), auto)
 
 
@@ -130,11 +138,11 @@ def test_lateral_factor_is_capped_where_the_series_diverges():
     for i in range(3):
         post[5 + i :: 4, 0, i] = 1  # dense, interleaved trains: large mutual S-PSPs
     counts = post.sum(0)
-    strong = HM2BPRule(threshold=0.5, psp_kernel=PSPKernel.make("official"), lateral_inhibition=3.0, lateral_factor=True)
-    gamma = lateral_factor(post, counts, torch.tensor([0]), strong)
+    strong = HM2BPRule(lateral_inhibition=3.0, lateral_factor=True)
+    gamma = lateral_factor(post, counts, torch.tensor([0]), LIFParams(0.5, psp="official"), strong)
     assert torch.isfinite(gamma).all() and (gamma > 0).all() and gamma.max() <= 10.0 + 1e-12
-    weak = HM2BPRule(threshold=50.0, psp_kernel=PSPKernel.make("official"), lateral_inhibition=1.0, lateral_factor=True)
-    g2 = lateral_factor(post, counts, torch.tensor([0]), weak)
+    weak = HM2BPRule(lateral_inhibition=1.0, lateral_factor=True)
+    g2 = lateral_factor(post, counts, torch.tensor([0]), LIFParams(50.0, psp="official"), weak)
     assert (g2 > 1.0).all() and (g2 < 1.01).all()  # the usual regime: a small correction above 1
 
 
@@ -147,24 +155,25 @@ def test_backward_does_not_depend_on_the_sample_block_or_the_event_path(monkeypa
     for seed, convention in ((1, "exact"), (2, "official")):
         pre, post, w, grad, target = _random(seed)
         bias = torch.randn(w.shape[0], dtype=torch.float64)
-        rule = HM2BPRule(threshold=3.0, psp_kernel=PSPKernel.make(convention), target_injection=5.0,
-                         lateral_inhibition=0.5, lateral_factor=True, reg_lambda=1.0, reg_beta=0.1)
+        neuron = LIFParams(3.0, psp=convention)
+        rule = HM2BPRule(target_injection=5.0, lateral_inhibition=0.5, lateral_factor=True, reg_lambda=1.0, reg_beta=0.1)
         B = pre.shape[1]
-        ref = hm2bp_backward(LinearForward(pre, post, target=target), w, grad, rule, bias=bias, group=B)
+        ref = hm2bp_backward(LinearForward(pre, post, target=target), w, grad, neuron, rule, bias=bias, group=B)
         fwd = LinearForward(pre, post, target=target)
-        others = [hm2bp_backward(fwd, w, grad, rule, bias=bias, group=g) for g in (1, 2)]
+        others = [hm2bp_backward(fwd, w, grad, neuron, rule, bias=bias, group=g) for g in (1, 2)]
         counted = LinearForward(pre.bool(), post.bool(), target=target, counts_in=pre.sum(0), counts_out=post.sum(0))
-        others.append(hm2bp_backward(counted, w, grad, rule, bias=bias, group=3))
+        others.append(hm2bp_backward(counted, w, grad, neuron, rule, bias=bias, group=3))
         for g in (1, 2, B):  # no error to the inputs: the trace path (Q against the events, no e_b)
             for path in ("trace", "matrix"):
-                gw, gin, gb = hm2bp_backward(fwd, w, grad, rule, bias=bias, group=g, need_input_grad=False, path=path)
+                gw, gin, gb = hm2bp_backward(fwd, w, grad, neuron, rule, bias=bias, group=g, need_input_grad=False,
+                                             path=path)
                 assert gin is None
                 others.append((gw, ref[1], gb))
         with pytest.raises(ValueError, match="trace"):
-            hm2bp_backward(LinearForward(pre, post), w, grad, rule, path="trace")  # needs need_input_grad=False
+            hm2bp_backward(LinearForward(pre, post), w, grad, neuron, rule, path="trace")  # needs need_input_grad=False
         monkeypatch.setattr(spsp_module, "MAX_SPARSE_DENSITY", 0.0)  # force the dense bmm
         monkeypatch.setattr(importlib.import_module("hm2bp.functional.grad"), "MAX_SPARSE_DENSITY", 0.0)
-        others.append(hm2bp_backward(LinearForward(pre, post, target=target), w, grad, rule, bias=bias, group=2))
+        others.append(hm2bp_backward(LinearForward(pre, post, target=target), w, grad, neuron, rule, bias=bias, group=2))
         monkeypatch.undo()
         for got in others:
             for x, y in zip(ref, got):

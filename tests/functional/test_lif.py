@@ -22,7 +22,7 @@ def test_single_input_trace_by_hand():
         vs.append(v)
     assert abs(vs[1] - 1.0) < 1e-12 and abs(vs[2] - (63 / 64 + 7 / 8)) < 1e-12
     thr = vs[3] - 1e-9  # first crossing at t = 3
-    s = lif_simulate(cur, thr, threshold_eps=0.0)[:, 0, 0]
+    s = lif_simulate(cur, LIFParams(thr, threshold_eps=0.0))[:, 0, 0]
     assert s.tolist() == [False, False, False, True, False, False]
 
 
@@ -91,7 +91,7 @@ def test_blocked_float_scan_equals_the_step_by_step_definition(dtype):
             ref = _reference_lif(cur, 4.0, 20.0, 5.0, refractory, lateral)
             assert ref.sum() > 50
             for block in (1, 7, 64, 500):
-                got = lif_simulate(cur, 4.0, tau_m=20.0, tau_s=5.0, refractory=refractory, lateral=lateral,
+                got = lif_simulate(cur, LIFParams(4.0, tau_m=20.0, tau_s=5.0, refractory=refractory), lateral=lateral,
                                    block=block)
                 assert torch.equal(got, ref), (refractory, lateral is not None, block)
 

@@ -1,4 +1,5 @@
-"""Parameter records: LIFParams / HM2BPRule presets, the psp option and its old name, the lateral buffer."""
+"""Parameter records: LIFParams / HM2BPRule presets, checks where the record is built, the psp
+option and its old name, the lateral buffer."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,24 +17,26 @@ def test_official_records_hold_the_authors_constants():
     assert (neuron.threshold, neuron.tau_m, neuron.tau_s, neuron.refractory, neuron.threshold_eps) == (
         20.0, 64.0, 8.0, 2, 1e-6)
     assert LIFParams.official(5, conv=True).threshold_eps == 0.0
-    hidden = HM2BPRule.official(neuron)
-    assert hidden.psp_kernel == PSPKernel.make("official", 64.0, 8.0, 2) and hidden.psp_kernel.shift == 2
+    assert neuron.psp_kernel == PSPKernel.make("official", 64.0, 8.0, 2) and neuron.psp_kernel.shift == 2
+    hidden = HM2BPRule.official()
     assert hidden.effect_ratio and hidden.side_effect and hidden.lateral_inhibition == 0.0
     assert hidden.target_injection is None and not hidden.lateral_factor
-    out = HM2BPRule.official(LIFParams.official(8), output=True, reg_lambda=10.0)
-    assert (out.threshold, out.lateral_inhibition, out.lateral_factor, out.target_injection, out.reg_lambda) == (
-        8.0, 1.0, True, 35.0, 10.0)
+    out = HM2BPRule.official(output=True, reg_lambda=10.0)
+    assert (out.lateral_inhibition, out.lateral_factor, out.target_injection, out.reg_lambda) == (
+        1.0, True, 35.0, 10.0)
+    assert not hasattr(out, "threshold") and not hasattr(out, "psp_kernel")  # nu and the kernel are the neuron's
     with pytest.raises(dataclasses.FrozenInstanceError):
         neuron.threshold = 1.0
 
 
 def test_layers_take_their_defaults_from_the_record_and_match_the_official_rule():
-    layer = hm2bp.SpikingLinear(10, 4, 8.0, psp="official", lateral_inhibition=1.0, target_injection=35.0)
+    layer = hm2bp.SpikingLinear(10, 4, LIFParams(8.0, psp="official"),
+                                HM2BPRule(lateral_inhibition=1.0, lateral_factor=True, target_injection=35.0))
     assert layer.neuron == LIFParams.official(8.0)
     assert (layer.tau_m, layer.tau_s, layer.refractory, layer.threshold_eps) == (64.0, 8.0, 2, 1e-6)
-    assert layer.rule == HM2BPRule.official(layer.neuron, output=True)
+    assert layer.rule == HM2BPRule.official(output=True)
     conv = hm2bp.SpikingConv2d(1, 2, 3, 5.0)
-    assert conv.neuron == LIFParams.official(5.0, conv=True)
+    assert conv.neuron == dataclasses.replace(LIFParams.official(5.0, conv=True), psp="exact")
 
 
 def test_psp_option_and_its_old_name_spsp():
@@ -42,12 +45,12 @@ def test_psp_option_and_its_old_name_spsp():
     for net in (new, old):
         assert net.init_kwargs["psp"] == "official"
         assert all(layer.psp == "official" and layer.spsp == "official" for layer in net.layers.values())
-        assert net.layers["output"].rule.psp_kernel.shift == 2
-    assert hm2bp.SpikingPool2d(2, 1.0, spsp="paper").psp_kernel == PSPKernel.make("paper")
+        assert net.layers["output"].psp_kernel.shift == 2
+    assert hm2bp.SpikingPool2d(2, LIFParams(1.0, psp="paper")).psp_kernel == PSPKernel.make("paper")
     with pytest.raises(ConfigError, match="disagree"):
-        hm2bp.SpikingLinear(4, 2, 1.0, psp="exact", spsp="official")
+        hm2bp.SpikingNetwork("4-2", [1.0], psp="exact", spsp="official")
     with pytest.raises(ConfigError, match="psp must be one of"):
-        hm2bp.SpikingLinear(4, 2, 1.0, psp="nope")
+        hm2bp.SpikingLinear(4, 2, LIFParams(1.0, psp="nope"))
 
 
 def test_lateral_matrix_is_a_buffer_that_moves_but_is_not_saved():
@@ -67,11 +70,18 @@ def test_lateral_matrix_is_a_buffer_that_moves_but_is_not_saved():
     assert layer.lateral.dtype == torch.float32 and "lateral" not in layer.state_dict()
 
 
-def test_set_neuron_keeps_the_rule_in_step():
-    layer = hm2bp.SpikingLinear(4, 3, 1.0, psp="official")
-    layer.set_neuron(LIFParams(2.5, tau_m=20.0, tau_s=5.0, refractory=3))
-    assert layer.threshold == 2.5 and layer.rule.threshold == 2.5
-    assert layer.rule.psp_kernel == PSPKernel.make("official", 20.0, 5.0, 3)
-    pool = hm2bp.SpikingPool2d(2, 1.0)
-    pool.set_neuron(LIFParams(3.0, refractory=1))
-    assert pool.psp_kernel == PSPKernel.make("exact", 64.0, 8.0, 1)
+def test_records_check_their_values_once_where_they_are_built():
+    with pytest.raises(ConfigError, match=r"^LIFParams: tau_m=4\.0 must exceed tau_s=8\.0"):
+        LIFParams(1.0, tau_m=4.0)
+    with pytest.raises(ConfigError, match=r"^SpikingConv2d threshold=0 must be > 0"):
+        hm2bp.SpikingConv2d(1, 2, 3, 0)
+    with pytest.raises(ConfigError, match=r"^LIFParams tau_s=0 must be > 0"):
+        LIFParams(1.0, tau_s=0)
+    with pytest.raises(ConfigError, match=r"^HM2BPRule reg_beta=-1 must be >= 0"):
+        HM2BPRule(reg_beta=-1)
+    neuron = LIFParams(2.5, tau_m=20, tau_s=5, refractory=3.0, psp="official")
+    assert (type(neuron.tau_m), type(neuron.refractory)) == (float, int)
+    assert neuron.psp_kernel == PSPKernel.make("official", 20.0, 5.0, 3)
+    shared = HM2BPRule(reg_lambda=1.0)
+    a, b = hm2bp.SpikingLinear(4, 3, neuron, shared), hm2bp.SpikingLinear(3, 2, 1.0, shared)
+    assert a.rule is b.rule and (a.threshold, b.threshold) == (2.5, 1.0)  # one rule, each layer its own nu

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hm2bp import SpikeCountLoss
-from hm2bp.functional import HM2BPRule, LinearForward, PSPKernel, hm2bp_backward, inject_target, spsp
+from hm2bp.functional import HM2BPRule, LIFParams, LinearForward, PSPKernel, hm2bp_backward, inject_target, spsp
 
 T = 80
 W = torch.tensor([[6.0, 4.0]], dtype=torch.float64)
@@ -46,12 +46,12 @@ def test_section6_worked_numbers(convention):
     torch.testing.assert_close(delta[0, 0] * e, torch.tensor(de_ref, dtype=torch.float64), atol=1e-5, rtol=0)
     sigma = a / (NU * counts[0, 0])
     assert abs(sigma.item() - sigma_ref) < 1e-5
-    rule = HM2BPRule(threshold=NU, psp_kernel=PSPKernel.make(convention))
-    gw, gin, _ = hm2bp_backward(LinearForward(pre, post), W, g, rule)
+    neuron, rule = LIFParams(NU, psp=convention), HM2BPRule()
+    gw, gin, _ = hm2bp_backward(LinearForward(pre, post), W, g, neuron, rule)
     torch.testing.assert_close(gw[0], torch.tensor(grad_ref, dtype=torch.float64), atol=1e-5, rtol=0)
     torch.testing.assert_close(gin[0], torch.tensor(err_ref, dtype=torch.float64), atol=1e-5, rtol=0)
-    plain = HM2BPRule(threshold=NU, psp_kernel=PSPKernel.make(convention), side_effect=False)
-    gw_plain, _, _ = hm2bp_backward(LinearForward(pre, post), W, g, plain)
+    neuron, plain = LIFParams(NU, psp=convention), HM2BPRule(side_effect=False)
+    gw_plain, _, _ = hm2bp_backward(LinearForward(pre, post), W, g, neuron, plain)
     torch.testing.assert_close(gw_plain[0], torch.tensor(de_ref, dtype=torch.float64), atol=1e-5, rtol=0)
 
 
@@ -83,8 +83,8 @@ def test_silent_post_constants_and_ratio_fallbacks():
     post = torch.zeros(T_, 1, 1, dtype=torch.float64)  # silent post
     w = torch.tensor([[2.0, 3.0]], dtype=torch.float64)
     g = torch.tensor([[-4.0]], dtype=torch.float64)
-    rule = HM2BPRule(threshold=2.0, psp_kernel=PSPKernel.make("official"))
-    gw, gin, _ = hm2bp_backward(LinearForward(pre, post), w, g, rule)
+    neuron, rule = LIFParams(2.0, psp="official"), HM2BPRule()
+    gw, gin, _ = hm2bp_backward(LinearForward(pre, post), w, g, neuron, rule)
     delta = -2.0
     sigma = 0.5 * (2.0 + 3.0) / 2.0
     torch.testing.assert_close(gw, torch.tensor([[delta * 0.1 * (1 + sigma), 0.0]], dtype=torch.float64))

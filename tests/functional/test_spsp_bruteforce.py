@@ -14,7 +14,7 @@ import random
 import pytest
 import torch
 
-from hm2bp.functional import spsp
+from hm2bp.functional import PSPKernel, spsp
 from tests.helpers import random_post_train
 
 TAU_M, TAU_S, TREF = 64.0, 8.0, 2
@@ -98,7 +98,7 @@ def test_matrix_form_equals_pairwise_bruteforce(convention):
     for seed in range(120):
         pre, post = random_case(seed)
         T, B, n_in = pre.shape
-        e = spsp(pre, post, tau_m=TAU_M, tau_s=TAU_S, refractory=TREF, convention=convention)
+        e = spsp(pre, post, PSPKernel.make(convention, TAU_M, TAU_S, TREF))
         for b in range(B):
             for i in range(post.shape[2]):
                 for j in range(n_in):

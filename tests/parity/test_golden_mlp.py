@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hm2bp import SpikeCountLoss, SpikingLinear
+from hm2bp.functional import HM2BPRule, LIFParams
 from tests.parity.golden import read_fc_weights, read_spike_list
 
 OFFICIAL = dict(spsp="official", tau_m=64.0, tau_s=8.0, refractory=2, target_injection=None)
@@ -17,7 +18,9 @@ OFFICIAL = dict(spsp="official", tau_m=64.0, tau_s=8.0, refractory=2, target_inj
 
 def _layer(n_in, n_out, threshold, weight, **kw) -> SpikingLinear:
     opts = {**OFFICIAL, **kw}
-    layer = SpikingLinear(n_in, n_out, threshold, **opts).double()
+    neuron = LIFParams(threshold, psp=opts.pop("spsp"), **{k: opts.pop(k) for k in ("tau_m", "tau_s", "refractory")})
+    opts["lateral_factor"] = opts.get("lateral_factor", True) and opts.get("lateral_inhibition", 0.0) != 0.0
+    layer = SpikingLinear(n_in, n_out, neuron, HM2BPRule(**opts)).double()
     with torch.no_grad():
         layer.weight.copy_(weight)
     return layer
@@ -144,7 +147,7 @@ def _mnist_spikes(golden_dir, kind, phase):
 
 def test_mnist_lateral_matrix_is_minus_one_off_diagonal(golden_dir):
     lat = read_fc_weights(golden_dir / "mnist/weights/o_weight_recurrent_info.txt", 10, 10)
-    layer = SpikingLinear(400, 10, 5.0, lateral_inhibition=1.0)
+    layer = SpikingLinear(400, 10, 5.0, HM2BPRule(lateral_inhibition=1.0))
     assert torch.equal(layer.lateral.double(), lat)
 
 

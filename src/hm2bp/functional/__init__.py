@@ -8,8 +8,8 @@ S-PSP tensor for inspection.
 """
 from hm2bp.functional.grad import LinearForward, hm2bp_backward
 from hm2bp.functional.lif import lif_simulate
-from hm2bp.functional.params import HM2BPRule, LIFParams
-from hm2bp.functional.psp import CONVENTIONS, PSPKernel, exp_trace, free_psp, psp_traces
+from hm2bp.functional.params import CONVENTIONS, HM2BPRule, LIFParams, PSPKernel
+from hm2bp.functional.psp import exp_trace, free_psp, psp_traces
 from hm2bp.functional.reference import materialise, reset_coefficients, spsp_factors, spsp_matrix
 from hm2bp.functional.rule import inject_target, lateral_factor, regulariser_grad
 

@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.grad import conv2d_input, conv2d_weight
 
-from hm2bp.functional.params import HM2BPRule
-from hm2bp.functional.psp import PSPKernel
+from hm2bp.functional.params import HM2BPRule, LIFParams, PSPKernel
 from hm2bp.functional.rule import regulariser_grad
 from hm2bp.functional.spsp import adjoint_trace
 
@@ -100,6 +99,7 @@ def conv_hm2bp_backward(
     post: Tensor,
     weight: Tensor,
     grad_counts: Tensor,
+    neuron: LIFParams,
     rule: HM2BPRule,
     *,
     stride: int = 1,
@@ -115,7 +115,8 @@ def conv_hm2bp_backward(
         post: ``[T, B, C_out, H', W']`` output spikes of the forward pass.
         weight: ``[C_out, C_in, k, k]`` kernels (pre-update).
         grad_counts: ``[B, C_out, H', W']`` ``dE/do`` of the output counts.
-        rule: learning-rule options (``threshold`` is ``nu_conv``; lateral/injection unused).
+        neuron: the layer's neuron record (``threshold`` is ``nu_conv``; the S-PSP kernel).
+        rule: learning-rule options (lateral/injection unused).
         bias: optional ``[C_out]`` bias, a synapse from an input firing at every step.
         need_input_grad: also return ``dE/do`` of the input counts.
         time_chunk: steps per chunk of the ``[t*B, ...]`` conv intermediates (default: automatic).
@@ -134,8 +135,8 @@ def conv_hm2bp_backward(
     o_in = pre.sum(0).to(dtype)  # [B, C_in, H, W]
     active_out = o_out > 0
     silent_out = (~active_out).to(dtype)
-    delta = grad_counts.to(dtype) / rule.threshold  # [B, C_out, H', W']
-    pairs = _factor_pairs(pre, post, rule.psp_kernel, dtype)  # [(X [T,B,C_out,H',W'], A [T,B,C_in,H,W]), ...]
+    delta = grad_counts.to(dtype) / neuron.threshold  # [B, C_out, H', W']
+    pairs = _factor_pairs(pre, post, neuron.psp_kernel, dtype)  # [(X [T,B,C_out,H',W'], A [T,B,C_in,H,W]), ...]
     bias_a = _bias_traces(T, dtype, weight.device) if bias is not None else None
 
     e_bias = None  # e_{o|bias} [B, C_out, H', W']
@@ -155,8 +156,8 @@ def conv_hm2bp_backward(
             tap_sum = tap_sum + bias.view(1, -1, 1, 1)
         sigma = torch.where(
             active_out,
-            a_ff / (rule.threshold * o_out.clamp(min=1)),
-            rule.silent_side_ratio * tap_sum / rule.threshold,
+            a_ff / (neuron.threshold * o_out.clamp(min=1)),
+            rule.silent_side_ratio * tap_sum / neuron.threshold,
         )
     else:
         sigma = torch.zeros_like(delta)

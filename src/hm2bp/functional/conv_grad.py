@@ -40,9 +40,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.grad import conv2d_input, conv2d_weight
 
+from hm2bp.functional.blocks import sample_group
+from hm2bp.functional.conv import _upsample
 from hm2bp.functional.conv_events import ConvGeometry, gather_conv_current, line_entries, line_stamps, split_events
-from hm2bp.functional.params import HM2BPRule
-from hm2bp.functional.psp import PSPKernel
+from hm2bp.functional.conv_input_trace import input_trace_terms
+from hm2bp.functional.conv_time_gemm import time_gemm_terms
+from hm2bp.functional.params import HM2BPRule, LIFParams, PSPKernel
 from hm2bp.functional.rule import regulariser_grad
 from hm2bp.functional.spsp import InputEvents, adjoint_trace, reset_events_from_index
 
@@ -59,12 +62,6 @@ def channels_last_index(index: Tensor, T: int, B: int, c: int, h: int, w: int) -
     (still time-major)."""
     frame, ch, y, x = split_events(index, c * h * w, h, w)
     return ((frame * h + y) * w + x) * c + ch
-
-
-def _group(B: int, per_sample_floats: int, item: int, budget: int, group: int | None) -> int:
-    if group is not None:
-        return max(1, min(B, int(group)))
-    return max(1, min(B, budget // max(1, per_sample_floats * item)))
 
 
 def _tap_rows(ev_s: Tensor, ev_b: Tensor, iy: Tensor, ix: Tensor, g: int, geom: ConvGeometry, ky: int, kx: int):
@@ -86,6 +83,7 @@ def conv_hm2bp_backward_events(
     geom: ConvGeometry,
     weight: Tensor,
     grad_counts: Tensor,
+    neuron: LIFParams,
     rule: HM2BPRule,
     *,
     o_in: Tensor,
@@ -105,7 +103,8 @@ def conv_hm2bp_backward_events(
         post_index: ascending flat indices of the output spikes in ``[T, B, C_out, H', W']``.
         geom: the layer's shapes, stride and padding.
         weight: ``[C_out, C_in, k, k]``; grad_counts: ``[B, C_out, H', W']`` ``dE/do``.
-        rule: learning-rule options (``threshold`` is ``nu_conv``).
+        neuron: the layer's neuron record (``threshold`` is ``nu_conv``; the S-PSP kernel).
+        rule: learning-rule options.
         o_in, o_out: spike counts ``[B, C_in, H, W]`` and ``[B, C_out, H', W']``.
         pre: the input spike trains ``[T, B, C_in, H, W]`` (0/1, any dtype); needed by the
             ``"input"`` path.
@@ -123,9 +122,6 @@ def conv_hm2bp_backward_events(
         ``(grad_weight, grad_input_counts [B, C_in, H, W] or None, grad_bias or None)``, summed
         over the batch, the regulariser added once per sample.
     """
-    from hm2bp.functional.conv_input_trace import input_trace_terms
-    from hm2bp.functional.conv_time_gemm import time_gemm_terms
-
     dtype = weight.dtype
     T, B = pre_events.shape[:2]
     conv = dict(stride=geom.stride, padding=geom.padding)
@@ -133,14 +129,14 @@ def conv_hm2bp_backward_events(
     o_in = o_in.to(dtype)
     active_out = o_out > 0
     silent_out = (~active_out).to(dtype)
-    delta = grad_counts.to(dtype) / rule.threshold  # [B, C_out, H', W']
+    delta = grad_counts.to(dtype) / neuron.threshold  # [B, C_out, H', W']
 
     silent_sigma = None
     if rule.side_effect:  # silent post: r = 0.5 for every in-bounds tap
         tap_sum = F.conv2d(weight.new_ones(1, geom.c_in, geom.h, geom.w), weight, **conv)  # [1, C_out, H', W']
         if bias is not None:
             tap_sum = tap_sum + bias.view(1, -1, 1, 1)
-        silent_sigma = rule.silent_side_ratio * tap_sum / rule.threshold
+        silent_sigma = rule.silent_side_ratio * tap_sum / neuron.threshold
     # silent posts need no S-PSP: coef = delta (1 + sigma_silent), e = silent_spsp for every active pre
     silent_coef = delta * silent_out * (1.0 + silent_sigma if silent_sigma is not None else 1.0)
     grad_w = rule.silent_spsp * conv2d_weight((o_in > 0).to(dtype), weight.shape, silent_coef, **conv)
@@ -153,9 +149,9 @@ def conv_hm2bp_backward_events(
         raise ValueError(f"path={path!r} needs the input trains (pre)")
     if path == "auto":
         path = "output" if pre is None else choose_path(pre_events.s.numel(), post_index.numel(), T, B, geom,
-                                                        rule.psp_kernel.window is not None, want_h)
+                                                        neuron.psp_kernel.window is not None, want_h)
     terms = {"input": input_trace_terms, "gemm": time_gemm_terms, "output": _output_trace_terms}[path]
-    acc, h, gb = terms(pre_events, pre, post_index, geom, weight, rule, delta=delta, active_out=active_out,
+    acc, h, gb = terms(pre_events, pre, post_index, geom, weight, neuron, rule, delta=delta, active_out=active_out,
                        o_out=o_out, bias=bias, want_h=want_h, group=group, memory_budget=memory_budget)
     grad_w = grad_w + acc + B * regulariser_grad(weight, rule)
     if gb is not None:
@@ -196,7 +192,7 @@ def choose_path(n_pre: int, n_post: int, T: int, B: int, geom: ConvGeometry, win
     return min(costs, key=costs.get)
 
 
-def _output_trace_terms(pre_events, pre, post_index, geom, weight, rule, *, delta, active_out, o_out, bias, want_h,
+def _output_trace_terms(pre_events, pre, post_index, geom, weight, neuron, rule, *, delta, active_out, o_out, bias, want_h,
                         group, memory_budget):
     """The active posts' terms from the post-side adjoint trace ``Q`` (module docstring):
     ``(grad_w part [C_out, C_in, k, k], h [B, C_in H W] or None, grad_b part or None)``."""
@@ -204,11 +200,12 @@ def _output_trace_terms(pre_events, pre, post_index, geom, weight, rule, *, delt
     T, B = pre_events.shape[:2]
     ho, wo, c_out, k = geom.h_out, geom.w_out, geom.c_out, geom.k
     n_out = c_out * ho * wo
-    per_sample = 2 * (T + rule.psp_kernel.shift) * n_out + (CURRENT_CHUNK * n_out if rule.side_effect else 0)
-    group = _group(B, per_sample, weight.element_size(), memory_budget, group)
+    kernel = neuron.psp_kernel
+    per_sample = 2 * (T + kernel.shift) * n_out + (CURRENT_CHUNK * n_out if rule.side_effect else 0)
+    group = sample_group(B, per_sample, weight.element_size(), memory_budget, group)
     events = reset_events_from_index(channels_last_index(post_index, T, B, c_out, ho, wo), T, B * n_out,
-                                     rule.psp_kernel, dtype)
-    workspace = torch.empty(2 * (T + rule.psp_kernel.shift) * group * n_out, dtype=dtype, device=device)
+                                     kernel, dtype)
+    workspace = torch.empty(2 * (T + kernel.shift) * group * n_out, dtype=dtype, device=device)
     stamps = line_stamps(weight, geom) if rule.side_effect else None
     w_taps = weight.permute(2, 3, 1, 0).contiguous()  # [k, k, C_in, C_out]
     acc = torch.zeros(k, k, geom.c_in, c_out, dtype=dtype, device=device)  # grad_w per tap, [C_in, C_out]
@@ -218,7 +215,7 @@ def _output_trace_terms(pre_events, pre, post_index, geom, weight, rule, *, delt
     for b0 in range(0, B, group):
         b1 = min(b0 + group, B)
         g = b1 - b0
-        q = adjoint_trace((T, g, ho, wo, c_out), rule.psp_kernel, dtype, events=events.neurons(b0 * n_out, b1 * n_out),
+        q = adjoint_trace((T, g, ho, wo, c_out), kernel, dtype, events=events.neurons(b0 * n_out, b1 * n_out),
                           workspace=workspace)  # [T, g, H', W', C_out], channels-last
         ev = pre_events.samples(b0, b1)  # sorted by (b, c, iy, ix, s)
         ci = torch.div(ev.j, hw, rounding_mode="floor")
@@ -234,7 +231,7 @@ def _output_trace_terms(pre_events, pre, post_index, geom, weight, rule, *, delt
             a_ff = _trace_dot_current(q, ev.s * g + ev.b, ci, iy, ix, stamps, geom)  # [g, H', W', C_out]
             if bias is not None:
                 a_ff = a_ff + bias * e_bias
-            factor = 1.0 + a_ff / (rule.threshold * o_out[b0:b1].permute(0, 2, 3, 1).clamp(min=1))
+            factor = 1.0 + a_ff / (neuron.threshold * o_out[b0:b1].permute(0, 2, 3, 1).clamp(min=1))
         q.mul_(d_cl * active_f)  # delta Q of the active posts (silent ones are handled by the caller)
         table = q.view(-1, c_out)
         if want_h:
@@ -306,7 +303,6 @@ def pool_hm2bp_backward_events(
     Returns:
         ``[B, C, H, W]`` ``dE/do`` of the input counts.
     """
-    from hm2bp.functional.conv import _upsample
 
     dtype = grad_counts.dtype
     p = kernel_size
@@ -317,7 +313,7 @@ def pool_hm2bp_backward_events(
         return delta_up
     T, B = pre_events.shape[:2]
     n_out = channels * ho * wo
-    group = _group(B, 2 * (T + kernel.shift) * n_out, grad_counts.element_size(), memory_budget, group)
+    group = sample_group(B, 2 * (T + kernel.shift) * n_out, grad_counts.element_size(), memory_budget, group)
     events = reset_events_from_index(post_index, T, B * n_out, kernel, dtype)
     workspace = torch.empty(2 * (T + kernel.shift) * group * n_out, dtype=dtype, device=grad_counts.device)
     e = torch.zeros(B, channels * h * w, dtype=dtype, device=grad_counts.device)  # e_{o(i)|i}

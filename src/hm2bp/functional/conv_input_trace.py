@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hm2bp.functional.blocks import sample_group
 from hm2bp.functional.conv_events import ConvGeometry
 from hm2bp.functional.current import as_uint8
 from hm2bp.functional.psp import psp_traces
@@ -134,15 +135,13 @@ def spsp_patches(pairs, active: Tensor, g: int, geom: ConvGeometry, hp: int, wp:
     return E
 
 
-def input_trace_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, rule, *, delta, active_out, o_out,
+def input_trace_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, neuron, rule, *, delta, active_out, o_out,
                       bias, want_h, group, memory_budget):
     """The active posts' terms of the conv rule from the input traces (module docstring):
     ``(grad_w part [C_out, C_in, k, k], h [B, C_in H W] or None, grad_b part or None)``.
     Arguments as for :func:`hm2bp.functional.conv_grad.conv_hm2bp_backward_events`."""
-    from hm2bp.functional.conv_grad import _group
-
     dtype, device = weight.dtype, weight.device
-    kernel = rule.psp_kernel
+    kernel = neuron.psp_kernel
     T, B = pre.shape[:2]
     ho, wo, c_out, c_in, k, p = geom.h_out, geom.w_out, geom.c_out, geom.c_in, geom.k, geom.padding
     hp, wp = geom.h + 2 * p, geom.w + 2 * p
@@ -150,7 +149,7 @@ def input_trace_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, r
     n_out = c_out * hw_out
     patch = k * k * c_in
     # per sample: the two padded traces (+ their difference) and E of every neuron at worst
-    group = _group(B, 3 * T * c_in * hp * wp + n_out * patch, weight.element_size(), memory_budget, group)
+    group = sample_group(B, 3 * T * c_in * hp * wp + n_out * patch, weight.element_size(), memory_budget, group)
     events = reset_events_from_index(post_index, T, B * n_out, kernel, dtype)  # n = b N_out + (c_o, y, x)
     w_rows = weight.permute(0, 2, 3, 1).reshape(c_out, patch)  # W[c_o] as a patch (k_y, k_x, c_i)
     acc = torch.zeros(c_out, patch, dtype=dtype, device=device)
@@ -194,7 +193,7 @@ def input_trace_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, r
             if e_bias is not None:
                 a_ff = a_ff + bias.index_select(0, co) * e_bias
             o = o_out.reshape(-1).index_select(0, idx)
-            coef = d * (1.0 + a_ff / (rule.threshold * o.clamp(min=1)))
+            coef = d * (1.0 + a_ff / (neuron.threshold * o.clamp(min=1)))
         if e_bias is not None:
             grad_b.index_add_(0, co, coef * e_bias)
         bags = torch.searchsorted(b * c_out + co, torch.arange(g * c_out, device=device))  # (b, c_o), sorted

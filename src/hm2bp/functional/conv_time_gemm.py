@@ -33,29 +33,28 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hm2bp.functional.blocks import sample_group
 from hm2bp.functional.conv_events import ConvGeometry
 from hm2bp.functional.current import as_uint8
 from hm2bp.functional.spsp import adjoint_trace, reset_events_from_index
 
 
-def time_gemm_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, rule, *, delta, active_out, o_out,
+def time_gemm_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, neuron, rule, *, delta, active_out, o_out,
                     bias, want_h, group, memory_budget):
     """The active posts' terms of the conv rule from per-neuron S-PSP patches computed as GEMMs over
     time (module docstring): ``(grad_w part [C_out, C_in, k, k], h [B, C_in H W] or None, grad_b
     part or None)``. Arguments as for :func:`hm2bp.functional.conv_grad.conv_hm2bp_backward_events`
     (``pre_events`` is unused: the dense input trains ``pre`` are unfolded)."""
-    from hm2bp.functional.conv_grad import _group
-
     del pre_events
     dtype, device = weight.dtype, weight.device
-    kernel = rule.psp_kernel
+    kernel = neuron.psp_kernel
     T, B = pre.shape[:2]
     c_out, k = geom.c_out, geom.k
     L = geom.h_out * geom.w_out
     n_out = c_out * L
     patch = geom.c_in * k * k
     conv = dict(kernel_size=k, padding=geom.padding, stride=geom.stride)
-    group = _group(B, 2 * (T + kernel.shift) * n_out, weight.element_size(), memory_budget, group)
+    group = sample_group(B, 2 * (T + kernel.shift) * n_out, weight.element_size(), memory_budget, group)
     events = reset_events_from_index(post_index, T, B * n_out, kernel, dtype)
     workspace = torch.empty(2 * (T + kernel.shift) * group * n_out, dtype=dtype, device=device)
     w_rows = weight.reshape(c_out, patch)
@@ -94,7 +93,7 @@ def time_gemm_terms(pre_events, pre, post_index, geom: ConvGeometry, weight, rul
             if e_bias is not None:
                 a_ff = a_ff + bias * e_bias
             o = o_out[b].reshape(c_out, L).t()
-            coef = coef * (1.0 + a_ff / (rule.threshold * o.clamp(min=1)))
+            coef = coef * (1.0 + a_ff / (neuron.threshold * o.clamp(min=1)))
         acc += (E_l * coef.unsqueeze(2)).sum(0)
         if e_bias is not None:
             grad_b += (e_bias * coef).sum(0)

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hm2bp.functional.blocks import sample_group
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8
-from hm2bp.functional.params import HM2BPRule
+from hm2bp.functional.params import HM2BPRule, LIFParams
 from hm2bp.functional.rule import inject_target, lateral_factor, regulariser_grad, side_effect, spike_counts
 from hm2bp.functional.spsp import InputEvents, ResetEvents, adjoint_trace, reset_events, spsp_from_trace
 
@@ -72,13 +73,15 @@ class LinearForward:
 class BackwardPlan:
     """The batch-wide quantities of one layer's backward (:func:`prepare_backward`), shared by its blocks.
 
-    ``post`` is the output train after target injection and ``o_out`` its counts; ``delta = g / nu``,
+    ``neuron`` is the layer's neuron record (``nu``, the S-PSP kernel); ``post`` is the output
+    train after target injection and ``o_out`` its counts; ``delta = g / nu``,
     ``gamma`` the lateral factor (or ``None``), ``silent_sigma`` the side effect of silent posts
     (or ``None`` without the side effect); ``pre_events`` the input events (``None`` for a dense
     input); ``by_trace`` whether the blocks skip the per-sample S-PSP matrices; ``group`` samples per
     block; ``events`` the reset events of ``post``; the rest are work buffers reused by every block.
     """
 
+    neuron: LIFParams
     pre: Tensor
     post: Tensor
     o_in: Tensor
@@ -102,20 +105,12 @@ class BackwardPlan:
             yield slice(b0, min(b0 + self.group, B))
 
 
-def prepare_backward(
-    forward: LinearForward,
-    weight: Tensor,
-    grad_counts: Tensor,
-    rule: HM2BPRule,
-    *,
-    bias: Tensor | None = None,
-    need_input_grad: bool = True,
-    path: str = "auto",
-    group: int | None = None,
-    memory_budget: int = 64 * 2**20,
-) -> BackwardPlan:
+def prepare_backward(forward: LinearForward, weight: Tensor, grad_counts: Tensor, neuron: LIFParams, rule: HM2BPRule,
+                     *, bias: Tensor | None, need_input_grad: bool, path: str, group: int | None,
+                     memory_budget: int) -> BackwardPlan:
     """Everything of the rule that is per sample and neuron (counts, target injection, ``delta``,
-    ``gamma``, the silent-post side effect), the path, the block size and the buffers."""
+    ``gamma``, the silent-post side effect), the path, the block size and the buffers; the
+    arguments are those of :func:`hm2bp_backward`."""
     pre, post, post_index = forward.pre, forward.post, forward.post_index
     dtype = weight.dtype
     T, B = post.shape[:2]
@@ -124,9 +119,9 @@ def prepare_backward(
     target = forward.target
     gamma = None
     if rule.lateral_factor and rule.lateral_inhibition != 0.0:
-        gamma = lateral_factor(post.to(dtype), counts_raw, target, rule)
+        gamma = lateral_factor(post.to(dtype), counts_raw, target, neuron, rule)
     if rule.target_injection is not None and target is not None:
-        injected = inject_target(post, counts_raw, target, rule.target_injection, rule.psp_kernel.refractory)
+        injected = inject_target(post, counts_raw, target, rule.target_injection, neuron.refractory)
     else:
         injected = post
     # inject_target returns its input when no target was silent: the counts are unchanged then
@@ -134,13 +129,13 @@ def prepare_backward(
     if injected is not post:
         post_index = None  # the injected trains have other spikes
     post = injected
-    delta = grad_counts.to(dtype) / rule.threshold  # [B, N_out]
+    delta = grad_counts.to(dtype) / neuron.threshold  # [B, N_out]
     silent_out = (o_out == 0).to(dtype)  # 1 where a post neuron fired no spike
     silent_sigma = None
     if rule.side_effect:
-        silent_sigma = rule.silent_side_ratio * weight.sum(1) / rule.threshold  # [N_out]
+        silent_sigma = rule.silent_side_ratio * weight.sum(1) / neuron.threshold  # [N_out]
         if bias is not None:
-            silent_sigma = silent_sigma + rule.silent_side_ratio * bias / rule.threshold
+            silent_sigma = silent_sigma + rule.silent_side_ratio * bias / neuron.threshold
     pre_events = forward.pre_events
     if pre_events is None:  # count first: a dense input needs no event list
         density = int(torch.count_nonzero(as_uint8(pre))) / max(1, pre.numel())
@@ -159,21 +154,20 @@ def prepare_backward(
     if path == "trace" and not can_trace:
         raise ValueError("path='trace' needs need_input_grad=False and sparse input spikes")
     by_trace = path == "trace" or (path == "auto" and can_trace and density * T < TRACE_MAX_SPIKES_PER_INPUT)
-    item = weight.element_size()
-    if group is None:
-        per_sample = 3 * T * n_out  # the two scans' workspace (+ the trace path's current chunks)
-        if not by_trace:  # e_b, and w_ij e_{i|j} when the error to the inputs needs it
-            per_sample += (2 if need_input_grad and rule.effect_ratio else 1) * weight.numel()
-        group = max(1, min(B, memory_budget // (per_sample * item)))
-    events = reset_events(post, rule.psp_kernel, dtype, index=post_index)  # once for the batch, sliced per block
+    per_sample = 3 * T * n_out  # the two scans' workspace (+ the trace path's current chunks)
+    if not by_trace:  # e_b, and w_ij e_{i|j} when the error to the inputs needs it
+        per_sample += (2 if need_input_grad and rule.effect_ratio else 1) * weight.numel()
+    group = sample_group(B, per_sample, weight.element_size(), memory_budget, group)
+    kernel = neuron.psp_kernel
+    events = reset_events(post, kernel, dtype, index=post_index)  # once for the batch, sliced per block
     # buffers reused by every block (fresh multi-MB tensors per block cost page faults)
-    workspace = torch.empty(2 * (T + rule.psp_kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
+    workspace = torch.empty(2 * (T + kernel.shift) * group * n_out, dtype=dtype, device=weight.device)
     n_in = weight.shape[1]
     w_buf = None  # w_ij e_{i|j} of a block, when the error to the inputs needs it whole
     if not by_trace and need_input_grad and rule.effect_ratio:
         w_buf = torch.empty(group * n_in * n_out, dtype=dtype, device=weight.device)
     chunk_buf = None if by_trace else torch.empty(group * min(n_in, CHUNK) * n_out, dtype=dtype, device=weight.device)
-    return BackwardPlan(pre, post, o_in, o_out, delta, gamma, silent_out, silent_sigma, pre_events, by_trace, group,
+    return BackwardPlan(neuron, pre, post, o_in, o_out, delta, gamma, silent_out, silent_sigma, pre_events, by_trace, group,
                         events, workspace, w_buf, chunk_buf)
 
 
@@ -197,7 +191,7 @@ def block_weight_grad(
     n_out = plan.post[0, 0].numel()
     g = rows.stop - rows.start
     block_events = plan.events.neurons(rows.start * n_out, rows.stop * n_out)
-    q = adjoint_trace(plan.post[:, rows], rule.psp_kernel, weight_t.dtype, events=block_events,
+    q = adjoint_trace(plan.post[:, rows], plan.neuron.psp_kernel, weight_t.dtype, events=block_events,
                       workspace=plan.workspace)  # [T, g, N_out]
     sparse_pre = plan.pre_events is not None
     block_pre = plan.pre_events.samples(rows.start, rows.stop) if sparse_pre else plan.pre[:, rows]
@@ -211,7 +205,7 @@ def block_weight_grad(
             a_ff = _trace_dot_current(q, block_pre, weight_t)  # sum_s Q[s] (W s[s]): T-PSP of the synapses
             if bias is not None:
                 a_ff = a_ff + bias * e_bias
-            coef = coef * (1.0 + side_effect(a_ff, plan.o_out[rows], plan.silent_sigma, rule))
+            coef = coef * (1.0 + side_effect(a_ff, plan.o_out[rows], plan.silent_sigma, plan.neuron.threshold))
         grad_wt += _events_weighted_trace(q.mul_(coef), block_pre)  # sum_b coef[b, i] e_{b, i|j}
     else:
         e_t = spsp_from_trace(q, block_pre)  # [g, N_in, N_out]: e_t[b, j, i] = e_{b, i|j}
@@ -222,7 +216,7 @@ def block_weight_grad(
             a_ff = weighted.sum(1) if weighted is not None else _weighted_rows(e_t, weight_t, plan.chunk_buf)
             if bias is not None:
                 a_ff = a_ff + bias * e_bias
-            coef = coef * (1.0 + side_effect(a_ff, plan.o_out[rows], plan.silent_sigma, rule))
+            coef = coef * (1.0 + side_effect(a_ff, plan.o_out[rows], plan.silent_sigma, plan.neuron.threshold))
         _add_sample_weighted(grad_wt, e_t, coef, plan.chunk_buf)  # sum_b coef[b, i] e_t[b, j, i]
         del e_t
     del q
@@ -251,6 +245,7 @@ def hm2bp_backward(
     forward: LinearForward,
     weight: Tensor,
     grad_counts: Tensor,
+    neuron: LIFParams,
     rule: HM2BPRule,
     *,
     bias: Tensor | None = None,
@@ -266,6 +261,7 @@ def hm2bp_backward(
             optional counts, input events, output spike index and labels).
         weight: ``[N_out, N_in]`` feed-forward weights (pre-update).
         grad_counts: ``[B, N_out]`` ``dE/do`` of this layer's output counts.
+        neuron: the layer's neuron record (``nu``: ``delta = g / nu``; the S-PSP kernel).
         rule: the learning-rule record.
         bias: optional ``[N_out]`` bias, modelled as a synapse from an input that fires at
             every step (its weight gradient uses the same S-PSP rule).
@@ -288,7 +284,7 @@ def hm2bp_backward(
         Weight gradients are summed over the batch; the regulariser is added once per
         sample (``B`` times), as the official per-sample updates do.
     """
-    plan = prepare_backward(forward, weight, grad_counts, rule, bias=bias, need_input_grad=need_input_grad,
+    plan = prepare_backward(forward, weight, grad_counts, neuron, rule, bias=bias, need_input_grad=need_input_grad,
                             path=path, group=group, memory_budget=memory_budget)
     B = plan.post.shape[1]
     weight_t = weight.t().contiguous()  # [N_in, N_out]; gathered by row and read in row chunks

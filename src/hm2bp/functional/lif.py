@@ -113,38 +113,26 @@ class LIFScan:
         self.history.copy_(rows[L:])
 
 
-def lif_simulate(
-    current: Tensor,
-    threshold: float,
-    *,
-    tau_m: float = LIFParams.tau_m,
-    tau_s: float = LIFParams.tau_s,
-    refractory: int = LIFParams.refractory,
-    lateral: Tensor | None = None,
-    threshold_eps: float = LIFParams.threshold_eps,
-    block: int = 64,
-) -> Tensor:
+def lif_simulate(current: Tensor, neuron: LIFParams | float, *, lateral: Tensor | None = None,
+                 block: int = 64) -> Tensor:
     """Simulate LIF neurons driven by a delayed input current.
 
     Args:
         current: ``[T, B, N]`` feed-forward current added to the synaptic trace at each step
             (``current[t] = W s_in[t-1]``; ``current[0]`` is ignored).
-        threshold: firing threshold :math:`\\nu`.
-        tau_m, tau_s: membrane and synaptic time constants in steps (official: 64, 8).
-        refractory: :math:`T_{ref}` in steps (official: 2); ``v`` is clamped to 0 for this many
-            steps after a spike, so the minimum inter-spike interval is ``refractory + 1``.
+        neuron: the neurons' constants (:class:`LIFParams`: threshold :math:`\\nu`, ``tau_m``,
+            ``tau_s``, ``refractory``, ``threshold_eps``); a bare number is the threshold with the
+            official other constants. ``v`` is clamped to 0 for ``refractory`` steps after a
+            spike, so the minimum inter-spike interval is ``refractory + 1``.
         lateral: optional ``[N, N]`` matrix ``W_lat[post, pre]`` applied to the layer's own spikes
             at ``t-1`` ("Lateral inhibition"); output inhibition is ``-w0 (1 - I)``.
-        threshold_eps: a spike needs ``v > threshold - threshold_eps`` (official FC/pool: 1e-6,
-            conv: 0).
         block: time steps per call of :meth:`LIFScan.run`.
 
     Returns:
         ``[T, B, N]`` bool spike trains.
     """
     spikes = torch.zeros(current.shape, dtype=torch.bool, device=current.device)
-    neuron = LIFParams(threshold, tau_m=tau_m, tau_s=tau_s, refractory=refractory, threshold_eps=threshold_eps)
-    scan = LIFScan(spikes, neuron, lateral=lateral, dtype=current.dtype)
+    scan = LIFScan(spikes, LIFParams.of(neuron, "lif_simulate"), lateral=lateral, dtype=current.dtype)
     for t0 in range(0, current.shape[0], block):
         scan.run(t0, current[t0 : t0 + block])
     return spikes

@@ -18,48 +18,16 @@ geometric traces,
   :math:`\Delta = T_{ref}`, first reset at :math:`r_1 = 1`, and only pre spikes with
   :math:`1 \le t_{pre}`, :math:`t_{post} - 4\tau_m \le t_{pre} < t_{post}` counted.
 * ``paper`` (the paper's formula): the continuous kernel without shift, window or the first-reset offset.
+
+The constants of each convention are a :class:`~hm2bp.functional.params.PSPKernel` record, built
+from a layer's neuron record (``LIFParams.psp_kernel``).
 """
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from hm2bp.functional.params import LIFParams
-
-CONVENTIONS = ("exact", "official", "paper")
-
-
-@dataclass(frozen=True)
-class PSPKernel:
-    """Constants of one S-PSP convention (see the module docstring)."""
-
-    decay_m: float  # a: per-step decay of the tau_m trace
-    decay_s: float  # b: per-step decay of the tau_s trace
-    scale: float  # C = tau_m / (tau_m - tau_s)
-    shift: int  # Delta: pre-spike shift in steps
-    first_reset: int  # r_1
-    window: int | None  # W: pre spikes with t_pre >= t_post - W count (None: all)
-    min_pre_time: int  # pre spikes earlier than this never count (official: 1)
-    refractory: int  # T_ref: r_f = t_{f-1} + T_ref
-
-    @classmethod
-    def make(cls, convention: str, tau_m: float = LIFParams.tau_m, tau_s: float = LIFParams.tau_s,
-             refractory: int = LIFParams.refractory) -> "PSPKernel":
-        if convention not in CONVENTIONS:
-            raise ValueError(f"spsp convention must be one of {CONVENTIONS}, got {convention!r}")
-        if not tau_m > tau_s > 0:
-            raise ValueError(f"need tau_m > tau_s > 0, got tau_m={tau_m}, tau_s={tau_s}")
-        scale = tau_m / (tau_m - tau_s)
-        if convention == "exact":
-            return cls(1 - 1 / tau_m, 1 - 1 / tau_s, scale, 0, 0, None, 0, refractory)
-        if convention == "official":
-            return cls(
-                math.exp(-1 / tau_m), math.exp(-1 / tau_s), scale, refractory, 1, int(4 * tau_m), 1, refractory
-            )
-        return cls(math.exp(-1 / tau_m), math.exp(-1 / tau_s), scale, 0, 0, None, 0, refractory)
+from hm2bp.functional.params import PSPKernel
 
 
 def exp_trace(spikes: Tensor, decay: float, shift: int = 0, dtype: torch.dtype | None = None) -> Tensor:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hm2bp.functional.params import LIFParams
-from hm2bp.functional.psp import PSPKernel, psp_traces
+from hm2bp.functional.params import PSPKernel
+from hm2bp.functional.psp import psp_traces
 from hm2bp.functional.spsp import reset_events
 
 
@@ -39,21 +39,22 @@ def spsp_factors(pre: Tensor, post: Tensor, kernel: PSPKernel, dtype: torch.dtyp
 def spsp_matrix(
     pre: Tensor,
     post: Tensor,
+    kernel: PSPKernel | None = None,
     *,
-    tau_m: float = LIFParams.tau_m,
-    tau_s: float = LIFParams.tau_s,
-    refractory: int = LIFParams.refractory,
     convention: str = "exact",
     dtype: torch.dtype = torch.float64,
 ) -> Tensor:
     """Materialised S-PSP ``e[b, i, j]`` of post ``i`` from pre ``j``, ``[B, N_out, N_in]``.
 
-    ``pre`` ``[T, B, N_in]`` and ``post`` ``[T, B, N_out]`` are 0/1 spike trains. This is the
-    definition ("Spike-train-level PSP") evaluated in matrix form, without the official
-    silent-neuron constants (those belong to the learning rule, ``rule.py``). For tests and
-    inspection only: training never builds this tensor. ``hm2bp.functional.spsp`` is this function.
+    ``pre`` ``[T, B, N_in]`` and ``post`` ``[T, B, N_out]`` are 0/1 spike trains; ``kernel`` the
+    S-PSP kernel (a neuron record's ``psp_kernel``), by default that of ``convention`` for the
+    official neuron constants. This is the definition ("Spike-train-level PSP") evaluated in
+    matrix form, without the official silent-neuron constants (those belong to the learning
+    rule, ``rule.py``). For tests and inspection only: training never builds this tensor.
+    ``hm2bp.functional.spsp`` is this function.
     """
-    kernel = PSPKernel.make(convention, tau_m, tau_s, refractory)
+    if kernel is None:
+        kernel = PSPKernel.make(convention)
     return materialise(spsp_factors(pre, post, kernel, dtype))
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from hm2bp.functional.current import as_uint8
-from hm2bp.functional.params import HM2BPRule
+from hm2bp.functional.params import HM2BPRule, LIFParams
 from hm2bp.functional.spsp import adjoint_trace
 
 
@@ -47,13 +47,13 @@ def inject_target(post: Tensor, counts: Tensor, target: Tensor, desired: float, 
     return post
 
 
-def lateral_factor(post: Tensor, counts: Tensor, target: Tensor | None, rule: HM2BPRule) -> Tensor:
+def lateral_factor(post: Tensor, counts: Tensor, target: Tensor | None, neuron: LIFParams, rule: HM2BPRule) -> Tensor:
     """Lateral factor ``gamma`` ``[B, N]`` of an inhibited output layer (``docs/algorithm.md``, "Lateral inhibition").
 
     ``e`` between output trains is materialised (``[B, N, N]``, small: N = classes).
     ``d_k = 1/nu`` if ``o_k > 0`` or ``k`` is the target, else 0; ratios are 1 if a count is 0.
     """
-    q = adjoint_trace(post, rule.psp_kernel, counts.dtype)
+    q = adjoint_trace(post, neuron.psp_kernel, counts.dtype)
     e = torch.einsum("tbi,tbj->bij", q, post.to(counts.dtype))  # e[b, l, i]: post l, pre i
     o = counts
     both = (o[:, :, None] > 0) & (o[:, None, :] > 0)  # [B, l, i]
@@ -63,7 +63,7 @@ def lateral_factor(post: Tensor, counts: Tensor, target: Tensor | None, rule: HM
     if target is not None:
         active = active.clone()
         active[torch.arange(o.shape[0], device=o.device), target] = True
-    d = active.to(o.dtype) / rule.threshold  # [B, N]
+    d = active.to(o.dtype) / neuron.threshold  # [B, N]
     eye = torch.eye(o.shape[1], dtype=torch.bool, device=o.device)
     pair = pair.masked_fill(eye, 0.0)
     s = d * (pair * d[:, :, None]).sum(1)  # sum over l != i of d_l d_i pair[l, i]
@@ -86,6 +86,7 @@ def regulariser_grad(weight: Tensor, rule: HM2BPRule) -> Tensor:
     return rule.reg_lambda * rule.reg_beta * wl * torch.exp(rule.reg_beta * (s - 1.0))
 
 
-def side_effect(a_ff: Tensor, o: Tensor, silent_sigma: Tensor, rule: HM2BPRule) -> Tensor:
-    """Side effect ``sigma = a_ff / (nu o)``, the silent constant where ``o = 0`` ("Weight update")."""
-    return torch.where(o > 0, a_ff / (rule.threshold * o.clamp(min=1)), silent_sigma)
+def side_effect(a_ff: Tensor, o: Tensor, silent_sigma: Tensor, threshold: float) -> Tensor:
+    """Side effect ``sigma = a_ff / (nu o)`` (``threshold`` is ``nu``), the silent constant where
+    ``o = 0`` ("Weight update")."""
+    return torch.where(o > 0, a_ff / (threshold * o.clamp(min=1)), silent_sigma)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8, index_dtype
-from hm2bp.functional.psp import PSPKernel
+from hm2bp.functional.params import PSPKernel
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from hm2bp.functional.conv_events import ConvGeometry
 from hm2bp.functional.conv_grad import CONV_MEMORY_BUDGET, conv_hm2bp_backward_events, counts_from_index, input_events
 from hm2bp.functional.forward import BLOCK, conv_forward
 from hm2bp.functional.params import CONV_THRESHOLD_EPS
-from hm2bp.layers.neurons import NeuronLayer, neuron_params, psp_option
+from hm2bp.layers.neurons import NeuronLayer
 from hm2bp.layers.spikes import Spikes
 
 
@@ -46,7 +46,7 @@ class _HM2BPConv(torch.autograd.Function):
                 block):  # noqa: D401 - autograd signature
         out, counts, index, out_index, sparse = conv_forward(spikes_in, weight, bias, neuron, geom,
                                                              input_index=in_index, block=block)
-        ctx.rule, ctx.geom, ctx.path, ctx.memory_budget = rule, geom, path, memory_budget
+        ctx.neuron, ctx.rule, ctx.geom, ctx.path, ctx.memory_budget = neuron, rule, geom, path, memory_budget
         ctx.has_bias = bias is not None
         ctx.sparse = sparse
         ctx.save_for_backward(spikes_in, out, weight, bias, counts_in, counts, index, out_index)
@@ -60,14 +60,14 @@ class _HM2BPConv(torch.autograd.Function):
         need_in = ctx.needs_input_grad[0]
         none = (None,) * 8
         if not ctx.sparse:  # dense input: the conv-form backward over time chunks
-            gw, gin, gb = conv_hm2bp_backward(pre, post, weight, grad_counts, ctx.rule, stride=ctx.geom.stride,
+            gw, gin, gb = conv_hm2bp_backward(pre, post, weight, grad_counts, ctx.neuron, ctx.rule, stride=ctx.geom.stride,
                                               padding=ctx.geom.padding, bias=bias, need_input_grad=need_in)
             return (gin, gw, gb, *none)
         T, B = pre.shape[:2]
         per_sample = pre[0, 0].numel()
         o_in = counts_in if counts_in is not None else counts_from_index(index, B, per_sample, weight.dtype)
         gw, gin, gb = conv_hm2bp_backward_events(
-            input_events(index, T, B, per_sample), out_index, ctx.geom, weight, grad_counts, ctx.rule,
+            input_events(index, T, B, per_sample), out_index, ctx.geom, weight, grad_counts, ctx.neuron, ctx.rule,
             o_in=o_in.reshape(pre.shape[1:]), o_out=counts, pre=pre, bias=bias, need_input_grad=need_in,
             path=ctx.path, memory_budget=ctx.memory_budget,
         )
@@ -79,20 +79,16 @@ class SpikingConv2d(NeuronLayer):
 
     Args:
         in_channels, out_channels, kernel_size: ``weight`` is ``[out, in, k, k]`` like ``nn.Conv2d``.
-        threshold: firing threshold :math:`\\nu` (official CNN: conv1 5, conv2 12).
+        neuron: the neurons' constants and S-PSP convention, a :class:`~hm2bp.functional.LIFParams`
+            ("Neuron model"); a bare number is the threshold :math:`\\nu` (official CNN: conv1 5,
+            conv2 12) with the official other constants and the conv layers' ``threshold_eps`` 0.
+        rule: the HM2-BP rule, a :class:`~hm2bp.functional.HM2BPRule` ("Weight update"; its
+            lateral inhibition and target injection are unused; the regulariser acts per output
+            kernel, mean over in, k, k). Default: its defaults.
         stride, padding: of the cross-correlation (official: 1, 0 = valid).
-        tau_m, tau_s, refractory: neuron constants in steps (defaults: :class:`~hm2bp.functional.LIFParams`,
-            the official 64, 8, 2; ``docs/algorithm.md``, "Neuron model").
         bias: trainable per-channel bias current (the official program has none).
-        psp: S-PSP convention, ``"exact"`` (default), ``"official"`` or ``"paper"`` (``docs/algorithm.md``,
-            "Spike-train-level PSP"); ``spsp`` is its old name (an alias).
-        effect_ratio: propagate errors through ``w ρ`` (effect ratio, "Weight update") instead of ``w``.
-        side_effect: kernel-gradient factor ``1 + σ_o`` over the receptive field (side effect, "Weight update").
-        silent_spsp, silent_side_ratio: official silent-neuron constants 0.1 and 0.5 ("Weight update").
-        reg_lambda, reg_beta, reg_limit: regulariser ("Weight update") per output kernel (mean over in, k, k);
-            official CNN: off.
-        threshold_eps: spike when ``v > threshold - threshold_eps`` (official conv: 0).
         init_range: kernels start U(-init_range, init_range) (official conv: 0.5).
+        check_inputs: check the values of every tensor input (0/1 spikes); ``False`` skips it.
 
     Shapes: ``[T, B, in_channels, H, W]`` (0/1, any dtype) -> ``[T, B, out_channels, H', W']``
     (0/1 in the weight's dtype).
@@ -103,59 +99,29 @@ class SpikingConv2d(NeuronLayer):
         in_channels: int,
         out_channels: int,
         kernel_size: int,
-        threshold: float,
+        neuron: LIFParams | float,
+        rule: HM2BPRule | None = None,
         *,
         stride: int = 1,
         padding: int = 0,
-        tau_m: float = LIFParams.tau_m,
-        tau_s: float = LIFParams.tau_s,
-        refractory: int = LIFParams.refractory,
         bias: bool = False,
-        psp: str | None = None,
-        effect_ratio: bool = True,
-        side_effect: bool = True,
-        silent_spsp: float = 0.1,
-        silent_side_ratio: float = 0.5,
-        reg_lambda: float = 0.0,
-        reg_beta: float = 0.0,
-        reg_limit: float = 8.0,
-        threshold_eps: float = CONV_THRESHOLD_EPS,
         init_range: float = 0.5,
         check_inputs: bool = True,
-        spsp: str | None = None,
     ) -> None:
-        super().__init__()
-        from hm2bp.layers.linear import _check_rule_numbers
-
-        _check_rule_numbers("SpikingConv2d", silent_spsp=silent_spsp, silent_side_ratio=silent_side_ratio,
-                            reg_lambda=reg_lambda, reg_beta=reg_beta, reg_limit=reg_limit, init_range=init_range)
+        super().__init__(neuron, rule or HM2BPRule(), threshold_eps=CONV_THRESHOLD_EPS)
         self.check_inputs = bool(check_inputs)
         if min(in_channels, out_channels, kernel_size, stride) <= 0 or padding < 0:
             raise ConfigError(
                 f"SpikingConv2d needs positive channels/kernel/stride and padding >= 0, got in={in_channels}, "
                 f"out={out_channels}, kernel={kernel_size}, stride={stride}, padding={padding}"
             )
-        self.neuron = neuron_params("SpikingConv2d", threshold, tau_m, tau_s, refractory, threshold_eps)
-        self.psp = psp_option("SpikingConv2d", psp, spsp)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = int(kernel_size)
         self.stride = int(stride)
         self.padding = int(padding)
-        self.init_range = init_range
-        self.rule = HM2BPRule(
-            threshold=self.threshold,
-            psp_kernel=self.neuron.psp_kernel(self.psp),
-            effect_ratio=effect_ratio,
-            side_effect=side_effect,
-            silent_spsp=silent_spsp,
-            silent_side_ratio=silent_side_ratio,
-            reg_lambda=reg_lambda,
-            reg_beta=reg_beta,
-            reg_limit=reg_limit,
-        )
         k = self.kernel_size
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, k, k).uniform_(-init_range, init_range))
+        self.weight = self.init_weight((out_channels, in_channels, k, k), init_range)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.block = BLOCK  # time steps per block of the forward simulation
         self.memory_budget = CONV_MEMORY_BUDGET  # bytes per block of samples in the backward

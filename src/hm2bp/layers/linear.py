@@ -13,13 +13,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from hm2bp.checks import check_labels, check_spikes, number
+from hm2bp.checks import check_labels, check_spikes
 from hm2bp.errors import ConfigError, InputError
 from hm2bp.functional import HM2BPRule, LIFParams, LinearForward, hm2bp_backward
 from hm2bp.functional.current import as_uint8
 from hm2bp.functional.forward import BLOCK, linear_forward
 from hm2bp.functional.spsp import InputEvents
-from hm2bp.layers.neurons import NeuronLayer, neuron_params, psp_option
+from hm2bp.layers.neurons import NeuronLayer
 from hm2bp.layers.spikes import Spikes
 
 
@@ -36,7 +36,7 @@ class _HM2BPLinear(torch.autograd.Function):
         # training: a graph is recorded (the caller knows; grad mode is off in here)
         out, counts, events, out_index = linear_forward(spikes_in, weight, bias, neuron, lateral=lateral,
                                                         input_index=in_index, return_events=training, block=block)
-        ctx.rule = rule
+        ctx.neuron, ctx.rule = neuron, rule
         ctx.has_bias = bias is not None
         pre = spikes_in if spikes_in.dtype in (torch.bool, torch.uint8) else spikes_in.to(torch.uint8)
         ctx.save_for_backward(pre, out, weight, bias, target, counts_in, counts, events, out_index)
@@ -55,7 +55,7 @@ class _HM2BPLinear(torch.autograd.Function):
                 counts_in = counts_in.to(weight.dtype) + as_uint8(pre[-1]).to(weight.dtype)
         forward = LinearForward(pre, post, counts_in=counts_in, counts_out=counts, pre_events=pre_events,
                                 post_index=out_index, target=target)
-        gw, gin, gb = hm2bp_backward(forward, weight, grad_counts, ctx.rule, bias=bias if ctx.has_bias else None,
+        gw, gin, gb = hm2bp_backward(forward, weight, grad_counts, ctx.neuron, ctx.rule, bias=bias if ctx.has_bias else None,
                                      need_input_grad=ctx.needs_input_grad[0])
         return gin, gw, gb, None, None, None, None, None, None, None, None
 
@@ -65,22 +65,14 @@ class SpikingLinear(NeuronLayer):
 
     Args:
         in_features, out_features: sizes; ``weight`` is ``[out, in]`` like ``nn.Linear``.
-        threshold: firing threshold :math:`\\nu` (official MNIST: hidden 20, output 8).
-        tau_m, tau_s, refractory: neuron constants in steps (defaults: :class:`~hm2bp.functional.LIFParams`,
-            the official 64, 8, 2; "Neuron model").
-        lateral_inhibition: ``w0`` of fixed all-to-all inhibition ``-w0 (1 - I)`` on the layer's own
-            spikes at ``t-1`` ("Lateral inhibition"; official output layers: 1).
+        neuron: the neurons' constants and S-PSP convention, a :class:`~hm2bp.functional.LIFParams`
+            ("Neuron model", "Spike-train-level PSP"); a bare number is the threshold :math:`\\nu`
+            with the official other constants (64, 8, 2, ``threshold_eps`` 1e-6, ``psp="exact"``).
+        rule: the HM2-BP rule, a :class:`~hm2bp.functional.HM2BPRule` (default: its defaults;
+            ``HM2BPRule.official(output=True)`` for the authors' output layer). Its
+            ``lateral_inhibition`` ``w0`` also sets the forward's fixed all-to-all inhibition
+            ``-w0 (1 - I)`` on the layer's own spikes at ``t-1`` ("Lateral inhibition").
         bias: add a trainable bias current (the official program has none).
-        psp: S-PSP convention, ``"exact"`` (default), ``"official"`` or ``"paper"``
-            (``docs/algorithm.md``, "Spike-train-level PSP"); ``spsp`` is its old name (an alias).
-        effect_ratio: propagate errors through ``W∘ρ`` (effect ratio, "Weight update"; official on) instead of ``W``.
-        side_effect: weight-gradient factor ``1 + σ`` (side effect, "Weight update").
-        lateral_factor: output-layer factor ``γ`` ("Lateral inhibition"); needs ``lateral_inhibition > 0``.
-        target_injection: desired count whose regular train replaces a silent target's spikes in
-            backward ("Weight update", target injection; official 35). ``None`` disables it.
-        silent_spsp, silent_side_ratio: official silent-neuron constants 0.1 and 0.5 ("Weight update").
-        reg_lambda, reg_beta, reg_limit: weight-norm regulariser ("Weight update"; official MNIST 10, 0.04, 8).
-        threshold_eps: spike when ``v > threshold - threshold_eps`` (official FC: 1e-6).
         init_range: weights start U(-init_range, init_range) (official "Bernoulli" init: 1).
         check_inputs: check every ``forward`` input (0/1 spikes ``[T >= 2, B >= 1, in]``, labels in
             range; one reduction each, :mod:`hm2bp.checks`); ``False`` skips the checks.
@@ -90,57 +82,22 @@ class SpikingLinear(NeuronLayer):
         self,
         in_features: int,
         out_features: int,
-        threshold: float,
+        neuron: LIFParams | float,
+        rule: HM2BPRule | None = None,
         *,
-        tau_m: float = LIFParams.tau_m,
-        tau_s: float = LIFParams.tau_s,
-        refractory: int = LIFParams.refractory,
-        lateral_inhibition: float = 0.0,
         bias: bool = False,
-        psp: str | None = None,
-        effect_ratio: bool = True,
-        side_effect: bool = True,
-        lateral_factor: bool = True,
-        target_injection: float | None = None,
-        silent_spsp: float = 0.1,
-        silent_side_ratio: float = 0.5,
-        reg_lambda: float = 0.0,
-        reg_beta: float = 0.0,
-        reg_limit: float = 8.0,
-        threshold_eps: float = LIFParams.threshold_eps,
         init_range: float = 1.0,
         check_inputs: bool = True,
-        spsp: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(neuron, rule or HM2BPRule())
         if isinstance(in_features, bool) or isinstance(out_features, bool) or min(in_features, out_features) <= 0:
             raise ConfigError(f"SpikingLinear sizes must be positive integers, got {in_features} -> {out_features}")
-        _check_rule_numbers("SpikingLinear", lateral_inhibition=lateral_inhibition, target_injection=target_injection,
-                            silent_spsp=silent_spsp, silent_side_ratio=silent_side_ratio, reg_lambda=reg_lambda,
-                            reg_beta=reg_beta, reg_limit=reg_limit, init_range=init_range)
         self.check_inputs = bool(check_inputs)
-        self.neuron = neuron_params("SpikingLinear", threshold, tau_m, tau_s, refractory, threshold_eps)
-        self.psp = psp_option("SpikingLinear", psp, spsp)
         self.in_features = in_features
         self.out_features = out_features
-        self.lateral_inhibition = float(lateral_inhibition)
-        self.rule = HM2BPRule(
-            threshold=self.threshold,
-            psp_kernel=self.neuron.psp_kernel(self.psp),
-            effect_ratio=effect_ratio,
-            side_effect=side_effect,
-            silent_spsp=silent_spsp,
-            silent_side_ratio=silent_side_ratio,
-            lateral_inhibition=self.lateral_inhibition,
-            lateral_factor=lateral_factor and self.lateral_inhibition != 0.0,
-            target_injection=target_injection,
-            reg_lambda=reg_lambda,
-            reg_beta=reg_beta,
-            reg_limit=reg_limit,
-        )
-        self.weight = nn.Parameter(torch.empty(out_features, in_features).uniform_(-init_range, init_range))
+        self.lateral_inhibition = float(self.rule.lateral_inhibition)
+        self.weight = self.init_weight((out_features, in_features), init_range)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self.init_range = init_range
         self.block = BLOCK  # time steps per block of the forward simulation
         # Fixed recurrent/lateral matrix W_lat[post, pre]: a non-persistent buffer (not trained, not in
         # state_dict; .to() and .double() move it with the weights)
@@ -195,15 +152,3 @@ class SpikingLinear(NeuronLayer):
             f"lateral_inhibition={self.lateral_inhibition:g}, bias={self.bias is not None}"
         )
 
-
-def _check_rule_numbers(name: str, *, lateral_inhibition=0.0, target_injection=None, silent_spsp=0.1,
-                        silent_side_ratio=0.5, reg_lambda=0.0, reg_beta=0.0, reg_limit=8.0, init_range=1.0) -> None:
-    """Finite, in-range HM2-BP options of a layer (one :class:`ConfigError` naming the option)."""
-    number(f"{name} lateral_inhibition", lateral_inhibition)
-    number(f"{name} target_injection", target_injection, low=0, low_open=True, none_ok=True,
-           hint="the desired count of the injected train (model.network.init_args.target_injection), or null")
-    number(f"{name} silent_spsp", silent_spsp)
-    number(f"{name} silent_side_ratio", silent_side_ratio)
-    for key, value in (("reg_lambda", reg_lambda), ("reg_beta", reg_beta), ("reg_limit", reg_limit)):
-        number(f"{name} {key}", value, low=0, hint=f"model.network.init_args.{key} in a config")
-    number(f"{name} init_range", init_range, low=0, low_open=True)

@@ -1,37 +1,19 @@
-"""Neuron constants of every spiking layer: validated into a :class:`~hm2bp.functional.LIFParams` record.
+"""What every spiking layer shares: its neuron record and its learning-rule record.
 
-``docs/algorithm.md``, "Neuron model". Layers hold one record (``layer.neuron``) and read
-``threshold``, ``tau_m``, ``tau_s``, ``refractory`` and ``threshold_eps`` from it (:class:`NeuronLayer`).
+``docs/algorithm.md``, "Neuron model". A layer holds one :class:`~hm2bp.functional.LIFParams`
+(``layer.neuron``, checked when it was built) and one :class:`~hm2bp.functional.HM2BPRule`
+(``layer.rule``); :class:`NeuronLayer` makes the neuron record's fields readable as attributes
+(``threshold``, ``tau_m``, ``tau_s``, ``refractory``, ``threshold_eps``, ``psp``, ``psp_kernel``).
+:func:`psp_option` reads the S-PSP convention of a flat config (``psp`` or its old name ``spsp``).
 """
 from __future__ import annotations
 
-import dataclasses
-
+import torch
 from torch import nn
 
 from hm2bp.checks import number
 from hm2bp.errors import ConfigError
-from hm2bp.functional import LIFParams
-from hm2bp.functional.psp import CONVENTIONS
-
-
-def neuron_params(
-    name: str, threshold: float, tau_m: float, tau_s: float, refractory: int, threshold_eps: float
-) -> LIFParams:
-    """Check a layer's LIF constants (one :class:`ConfigError` naming the bad one) -> the record."""
-    threshold = number(f"{name} threshold", threshold, low=0, low_open=True,
-                       hint="a positive firing threshold (model.network.init_args.thresholds in a config)")
-    tau_m = number(f"{name} tau_m", tau_m, low=0, low_open=True,
-                   hint=f"membrane time constant in steps (official {LIFParams.tau_m:g})")
-    tau_s = number(f"{name} tau_s", tau_s, low=0, low_open=True,
-                   hint=f"synaptic time constant in steps (official {LIFParams.tau_s:g})")
-    refractory = number(f"{name} refractory", refractory, low=0, integer=True,
-                        hint=f"refractory period in steps (official {LIFParams.refractory})")
-    threshold_eps = number(f"{name} threshold_eps", threshold_eps, low=0)
-    if not tau_m > tau_s:
-        raise ConfigError(f"{name}: tau_m={tau_m} must exceed tau_s={tau_s} "
-                          f"(official {LIFParams.tau_m:g} and {LIFParams.tau_s:g})")
-    return LIFParams(float(threshold), float(tau_m), float(tau_s), int(refractory), float(threshold_eps))
+from hm2bp.functional import CONVENTIONS, HM2BPRule, LIFParams
 
 
 def psp_option(name: str, psp: str | None, spsp: str | None = None) -> str:
@@ -46,25 +28,30 @@ def psp_option(name: str, psp: str | None, spsp: str | None = None) -> str:
 
 
 class NeuronLayer(nn.Module):
-    """Base of the spiking layers: the neuron record ``neuron`` and the S-PSP convention ``psp``,
-    with the record's fields readable as attributes. :meth:`set_neuron` swaps the record and
-    keeps the learning rule (``rule``) or the pool layer's ``psp_kernel`` in step with it."""
+    """Base of the spiking layers: the records ``neuron`` and ``rule``, the neuron record's fields
+    as read-only attributes."""
 
     neuron: LIFParams
-    psp: str
+    rule: HM2BPRule | None
 
     threshold = property(lambda self: self.neuron.threshold)
     tau_m = property(lambda self: self.neuron.tau_m)
     tau_s = property(lambda self: self.neuron.tau_s)
     refractory = property(lambda self: self.neuron.refractory)
     threshold_eps = property(lambda self: self.neuron.threshold_eps)
-    spsp = property(lambda self: self.psp, doc="Old name of ``psp`` (the S-PSP convention).")
+    psp = property(lambda self: self.neuron.psp, doc="The S-PSP convention of the layer's backward.")
+    spsp = property(lambda self: self.neuron.psp, doc="Old name of ``psp`` (the S-PSP convention).")
+    psp_kernel = property(lambda self: self.neuron.psp_kernel, doc="The S-PSP kernel of the layer's backward.")
 
-    def set_neuron(self, neuron: LIFParams) -> None:
-        """Use ``neuron``'s constants (e.g. those of an imported graph); the rule follows."""
-        self.neuron = neuron
-        kernel = neuron.psp_kernel(self.psp)
-        if getattr(self, "rule", None) is not None:
-            self.rule = dataclasses.replace(self.rule, threshold=neuron.threshold, psp_kernel=kernel)
-        else:
-            self.psp_kernel = kernel
+    def __init__(self, neuron: LIFParams | float, rule: HM2BPRule | None = None, **defaults) -> None:
+        """Hold ``neuron`` (a bare number is the threshold of a record with ``defaults``) and
+        ``rule`` (default: :class:`HM2BPRule`'s defaults; the BPTT baselines have none, ``None``)."""
+        super().__init__()
+        self.neuron = LIFParams.of(neuron, type(self).__name__, **defaults)
+        self.rule = rule
+
+    def init_weight(self, shape: tuple[int, ...], init_range: float) -> nn.Parameter:
+        """A weight of ``shape`` drawn from U(-init_range, init_range) (``init_range > 0``)."""
+        number(f"{type(self).__name__} init_range", init_range, low=0, low_open=True)
+        self.init_range = init_range
+        return nn.Parameter(torch.empty(shape).uniform_(-init_range, init_range))

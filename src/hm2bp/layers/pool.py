@@ -13,12 +13,12 @@ import torch
 from torch import Tensor
 
 from hm2bp.errors import ConfigError, InputError
-from hm2bp.functional import LIFParams
+from hm2bp.functional import HM2BPRule, LIFParams
 from hm2bp.functional.conv import POOL_RULES, pool_hm2bp_backward
 from hm2bp.functional.conv_grad import CONV_MEMORY_BUDGET, input_events, pool_hm2bp_backward_events
 from hm2bp.functional.forward import BLOCK, pool_forward
 from hm2bp.layers.conv import _check_input
-from hm2bp.layers.neurons import NeuronLayer, neuron_params, psp_option
+from hm2bp.layers.neurons import NeuronLayer
 from hm2bp.layers.spikes import Spikes
 
 
@@ -69,9 +69,12 @@ class SpikingPool2d(NeuronLayer):
 
     Args:
         kernel_size: ``p`` (official 2).
-        threshold: firing threshold :math:`\\nu` (official CNN: pool1 2, pool2 4). Required.
-        tau_m, tau_s, refractory, psp (alias ``spsp``): as for ``SpikingConv2d``.
-        threshold_eps: spike when ``v > threshold - threshold_eps`` (official pooling: 1e-6).
+        neuron: the neurons' constants and S-PSP convention (of :math:`\\rho`), a
+            :class:`~hm2bp.functional.LIFParams`; a bare number is the threshold :math:`\\nu`
+            (official CNN: pool1 2, pool2 4) with the official other constants. Required.
+        rule: a :class:`~hm2bp.functional.HM2BPRule`; pooling reads its ``effect_ratio`` only.
+        pool_rule: ``"official"`` or ``"threshold"`` (above).
+        check_inputs: check the values of every tensor input (0/1 spikes); ``False`` skips it.
 
     Shapes: ``[T, B, C, H, W]`` -> ``[T, B, C, H//p, W//p]`` in the input's (floating) dtype.
     """
@@ -79,34 +82,29 @@ class SpikingPool2d(NeuronLayer):
     def __init__(
         self,
         kernel_size: int = 2,
-        threshold: float | None = None,
+        neuron: LIFParams | float | None = None,
+        rule: HM2BPRule | None = None,
         *,
-        tau_m: float = LIFParams.tau_m,
-        tau_s: float = LIFParams.tau_s,
-        refractory: int = LIFParams.refractory,
-        psp: str | None = None,
-        effect_ratio: bool = True,
         pool_rule: str = "official",
-        threshold_eps: float = LIFParams.threshold_eps,
         check_inputs: bool = True,
-        spsp: str | None = None,
     ) -> None:
-        super().__init__()
-        if threshold is None:
+        if neuron is None:
             raise ConfigError("SpikingPool2d needs a positive threshold (official pool1 2, pool2 4), got None")
+        super().__init__(neuron, rule or HM2BPRule())
         if isinstance(kernel_size, bool) or kernel_size <= 0:
             raise ConfigError(f"SpikingPool2d kernel_size must be a positive integer, got {kernel_size}")
         if pool_rule not in POOL_RULES:
             raise ConfigError(f"pool_rule must be one of {POOL_RULES}, got {pool_rule!r}")
         self.check_inputs = bool(check_inputs)
         self.kernel_size = int(kernel_size)
-        self.neuron = neuron_params("SpikingPool2d", threshold, tau_m, tau_s, refractory, threshold_eps)
-        self.psp = psp_option("SpikingPool2d", psp, spsp)
-        self.psp_kernel = self.neuron.psp_kernel(self.psp)  # of the ratio rho in backward
-        self.effect_ratio = effect_ratio
         self.pool_rule = pool_rule
         self.block = BLOCK  # time steps per block of the forward simulation
         self.memory_budget = CONV_MEMORY_BUDGET  # bytes per block of samples in the backward
+
+    @property
+    def effect_ratio(self) -> bool:
+        """Whether the error to the inputs is weighted by :math:`\\rho` (the rule's ``effect_ratio``)."""
+        return self.rule.effect_ratio
 
     @property
     def backward_divisor(self) -> float:

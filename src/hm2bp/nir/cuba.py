@@ -21,27 +21,17 @@ make :math:`I \equiv \epsilon` and :math:`v \equiv u` step for step. In general 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import nir
 import numpy as np
+
+from hm2bp.functional import LIFParams
 
 DT = 1e-4  # seconds per hm2bp step in the graph: the step snnTorch 1.0.0's importer assumes
 
 
-@dataclass(frozen=True)
-class NeuronConstants:
-    """One layer's LIF constants in hm2bp units (steps, threshold in membrane units)."""
-
-    tau_m: float
-    tau_s: float
-    threshold: float  # nu
-    threshold_eps: float = 0.0
-    refractory: int = 0
-
-
-def to_cuba(c: NeuronConstants, shape: tuple[int, ...], dt: float = DT, **metadata) -> nir.CubaLIF:
-    """``CubaLIF`` of ``shape`` neurons whose forward-Euler steps equal hm2bp's (module docstring)."""
+def to_cuba(c: LIFParams, shape: tuple[int, ...], dt: float = DT, **metadata) -> nir.CubaLIF:
+    """``CubaLIF`` of ``shape`` neurons with the constants ``c`` whose forward-Euler steps equal
+    hm2bp's (module docstring)."""
     full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
     meta = {"threshold": c.threshold, "threshold_eps": c.threshold_eps, "refractory_steps": c.refractory, **metadata}
     return nir.CubaLIF(
@@ -64,11 +54,13 @@ def _uniform(node: nir.CubaLIF, field: str, where: str) -> float:
     return float(values[0])
 
 
-def from_cuba(node: nir.CubaLIF, dt: float, where: str) -> NeuronConstants:
-    """hm2bp constants of a ``CubaLIF`` node (``where`` names it in errors).
+def from_cuba(node: nir.CubaLIF, dt: float, where: str, psp: str = "exact") -> LIFParams:
+    """hm2bp neuron record of a ``CubaLIF`` node (``where`` names it in errors) with the S-PSP
+    convention ``psp`` (NIR has none: the graph's metadata carries it).
 
     ``threshold`` and ``threshold_eps`` come from the node's metadata when hm2bp wrote it (exact
     round trip); otherwise :math:`\\nu = v_{threshold}\\,\\tau_m/(r\\,w_{in})` and no offset.
+    NIR has no refractory period: ``refractory_steps`` in the metadata, else 0.
     """
     for field in ("v_leak", "v_reset"):
         if _uniform(node, field, where) != 0.0:
@@ -84,5 +76,5 @@ def from_cuba(node: nir.CubaLIF, dt: float, where: str) -> NeuronConstants:
         threshold, eps = float(meta["threshold"]), float(meta.get("threshold_eps", 0.0))
     else:
         threshold, eps = v_th * tau_m / (r * w_in), 0.0
-    return NeuronConstants(tau_m=round(tau_m, 9), tau_s=round(tau_s, 9), threshold=threshold, threshold_eps=eps,
-                           refractory=refractory)
+    return LIFParams(threshold, tau_m=round(tau_m, 9), tau_s=round(tau_s, 9), refractory=refractory,
+                     threshold_eps=eps, psp=psp, where=where)

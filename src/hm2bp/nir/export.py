@@ -25,7 +25,7 @@ from torch import nn
 
 import hm2bp
 from hm2bp.layers import SpikingConv2d, SpikingLinear, SpikingPool2d
-from hm2bp.nir.cuba import DT, NeuronConstants, to_cuba
+from hm2bp.nir.cuba import DT, to_cuba
 
 FORMAT = "hm2bp-nir/1"
 # graph metadata written by export_nir (all strings or numbers, so they survive nir.write/nir.read)
@@ -34,11 +34,6 @@ METADATA_KEYS = ("format", "hm2bp_version", "dt", "delay_steps", "spsp", "networ
 
 def _array(t) -> np.ndarray:
     return t.detach().cpu().double().numpy()
-
-
-def _constants(layer: nn.Module) -> NeuronConstants:
-    return NeuronConstants(tau_m=layer.tau_m, tau_s=layer.tau_s, threshold=layer.threshold,
-                           threshold_eps=layer.threshold_eps, refractory=layer.refractory)
 
 
 def network_config(network: nn.Module) -> dict:
@@ -88,7 +83,7 @@ def export_nir(network: nn.Module, *, dt: float = DT, input_encoding: dict | Non
         else:
             raise TypeError(f"layer {name!r} ({type(layer).__name__}) has no NIR mapping")
         lif = f"{name}_lif"
-        nodes[lif] = to_cuba(_constants(layer), shape, dt, hm2bp_layer=name)
+        nodes[lif] = to_cuba(layer.neuron, shape, dt, hm2bp_layer=name)
         edges += [(prev, name), (name, lif)]
         if getattr(layer, "lateral", None) is not None:
             nodes[f"{name}_rec"] = nir.Linear(weight=_array(layer.lateral))

@@ -17,10 +17,10 @@ import nir
 import numpy as np
 import torch
 
+from hm2bp.functional import LIFParams
 from hm2bp.layers import SpikingConv2d, SpikingLinear, SpikingPool2d
-from hm2bp.layers.neurons import neuron_params
-from hm2bp.network import SpikingNetwork
-from hm2bp.nir.cuba import DT, NeuronConstants, from_cuba
+from hm2bp.network import SpikingNetwork, parse_spec
+from hm2bp.nir.cuba import DT, from_cuba
 from hm2bp.nir.export import FORMAT
 
 _SYNAPSES = (nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d)
@@ -86,7 +86,9 @@ def _spec_token(name: str, node: nir.NIRNode, shape: tuple[int, ...]) -> str:
     return f"P{int(k[0])}"
 
 
-def _network_from_nodes(graph, chain, constants: list[NeuronConstants]) -> SpikingNetwork:
+def _config_from_nodes(graph, chain, neurons: list[LIFParams]) -> dict:
+    """``SpikingNetwork`` arguments of a graph hm2bp did not write: the spec from the nodes, one
+    time constant pair for all layers, a bias where an ``Affine`` node has one."""
     first = graph.nodes[chain[0][0]]
     input_shape = tuple(int(v) for v in np.atleast_1d(next(iter(graph.nodes[k] for k in graph.nodes
                                                                if isinstance(graph.nodes[k], nir.Input))).input_type["input"]))
@@ -95,17 +97,10 @@ def _network_from_nodes(graph, chain, constants: list[NeuronConstants]) -> Spiki
     tokens = ["x".join(map(str, input_shape))]
     tokens += [_spec_token(name, graph.nodes[name], input_shape) for name, *_ in chain]
     for field in ("tau_m", "tau_s"):
-        if len({getattr(c, field) for c in constants}) != 1:
+        if len({getattr(c, field) for c in neurons}) != 1:
             raise ValueError(f"NIR graph: {field} differs between layers; a SpikingNetwork uses one value")
-    c0 = constants[0]
-    return SpikingNetwork("-".join(tokens), [c.threshold for c in constants], tau_m=c0.tau_m, tau_s=c0.tau_s,
-                          refractory=c0.refractory, bias=any(isinstance(graph.nodes[n], nir.Affine)
-                                                              and np.any(graph.nodes[n].bias) for n, *_ in chain))
-
-
-def apply_constants(layer, c: NeuronConstants) -> None:
-    """Give ``layer`` the node's constants (and the S-PSP kernel and rule that depend on them)."""
-    layer.set_neuron(neuron_params(type(layer).__name__, c.threshold, c.tau_m, c.tau_s, c.refractory, c.threshold_eps))
+    return dict(spec="-".join(tokens), bias=any(isinstance(graph.nodes[n], nir.Affine) and np.any(graph.nodes[n].bias)
+                                                 for n, *_ in chain))
 
 
 def import_nir(graph: nir.NIRGraph) -> SpikingNetwork:
@@ -119,16 +114,17 @@ def import_nir(graph: nir.NIRGraph) -> SpikingNetwork:
     ours = _as_str(meta.get("format", "")) == FORMAT
     dt = float(meta.get("dt", DT))
     chain = _chain(graph)
-    constants = [from_cuba(graph.nodes[lif], dt, f"NIR node {lif!r}") for _, _, lif, _ in chain]
-    if ours:
-        net = SpikingNetwork(**json.loads(_as_str(meta["network"])))
-    else:
-        net = _network_from_nodes(graph, chain, constants)
-    layers = list(net.layers.items())
-    if len(layers) != len(chain):
-        raise ValueError(f"NIR graph has {len(chain)} layers but its metadata describes {len(layers)}")
+    config = json.loads(_as_str(meta["network"])) if ours else {}
+    psp = _as_str(meta.get("spsp", "exact"))
+    neurons = [from_cuba(graph.nodes[lif], dt, f"NIR node {lif!r}", psp) for _, _, lif, _ in chain]
+    if not ours:
+        config = _config_from_nodes(graph, chain, neurons)
+    n_layers = len(parse_spec(config["spec"])[1])
+    if n_layers != len(chain):
+        raise ValueError(f"NIR graph has {len(chain)} layers but its metadata describes {n_layers}")
+    net = SpikingNetwork.from_records(neurons, **config)
     with torch.no_grad():
-        for (name, layer), (node_name, _, _, rec), c in zip(layers, chain, constants):
+        for (name, layer), (node_name, _, _, rec) in zip(net.layers.items(), chain):
             node = graph.nodes[node_name]
             if isinstance(layer, SpikingPool2d) != isinstance(node, nir.SumPool2d) or \
                     isinstance(layer, SpikingConv2d) != isinstance(node, nir.Conv2d):
@@ -145,7 +141,6 @@ def import_nir(graph: nir.NIRGraph) -> SpikingNetwork:
                 elif np.any(bias):
                     raise ValueError(f"NIR node {node_name!r} has a non-zero bias but layer {name!r} has none "
                                      f"(hm2bp conv layers built from a spec have no bias)")
-            apply_constants(layer, c)
             if isinstance(layer, SpikingLinear):
                 matrix = None if rec is None else torch.as_tensor(np.asarray(graph.nodes[rec].weight),
                                                                   dtype=torch.get_default_dtype())
