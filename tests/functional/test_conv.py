@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import hm2bp
+import hm2bp.layers.conv as conv_layer
 from hm2bp.functional import (
     HM2BPRule,
     LIFParams,
@@ -137,11 +138,39 @@ def test_modules_backward_use_count_semantics():
     torch.testing.assert_close(x.grad, gin.expand(60, *gin.shape))
 
 
-def test_first_layer_input_gets_no_gradient():
+@pytest.mark.parametrize("density", [0.3, 0.03], ids=["dense", "events"])
+def test_first_layer_input_gets_no_gradient(monkeypatch, density):
+    """Data spikes (a first layer's input) carry no counts: the backward neither computes nor returns an
+    input gradient, and the kernels still get theirs. The same spikes as a differentiable float train
+    (a hidden layer's input) do get one, so the spy would see a first layer that computed it."""
+    seen = []
+
+    def spy(fn):
+        def wrapped(*args, **kwargs):
+            gw, gin, gb = fn(*args, **kwargs)
+            seen.append((fn.__name__, kwargs["need_input_grad"], gin))
+            return gw, gin, gb
+        return wrapped
+
+    for name in ("conv_hm2bp_backward", "conv_hm2bp_backward_events"):
+        monkeypatch.setattr(conv_layer, name, spy(getattr(conv_layer, name)))
+    path = "conv_hm2bp_backward" if density > 0.1 else "conv_hm2bp_backward_events"
+    torch.manual_seed(0)
     conv = hm2bp.SpikingConv2d(1, 2, 3, 1.0)
-    x = (torch.rand(20, 1, 1, 6, 6) < 0.3).to(torch.uint8)
+    x = (torch.rand(20, 1, 1, 6, 6) < density).to(torch.uint8)
     conv(x).sum().backward()
+    ((called, need_in, gin),) = seen
+    assert called == path
+    assert not need_in and gin is None, "the first layer computed a gradient for its input spikes"
     assert conv.weight.grad is not None and conv.weight.grad.shape == (2, 1, 3, 3)
+    assert conv.weight.grad.abs().sum() > 0
+
+    seen.clear()
+    hidden = x.float().requires_grad_()
+    conv(hidden).sum().backward()
+    ((called, need_in, gin),) = seen
+    assert called == path and need_in and gin is not None
+    assert hidden.grad is not None and hidden.grad.shape == x.shape
 
 
 def test_layer_argument_errors():
