@@ -66,9 +66,9 @@ def seeded_split(n: int, val_size: int | float, seed: int, key: str = "data.init
 
     ``val_size`` is a count or a fraction in (0, 1) (:func:`hm2bp.checks.val_count`); both sides get
     at least one sample, else one :class:`~hm2bp.errors.ConfigError` naming ``key`` (and ``where``
-    the samples came from).
+    the samples came from). ``val_size=0`` holds out nothing: every sample trains, ``val_idx`` is empty.
     """
-    val_size = val_count(key, val_size, n, where)
+    val_size = val_count(key, val_size, n, where, zero_ok=True)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:].sort().values, perm[:val_size].sort().values
 
@@ -250,7 +250,8 @@ class SpikeDataModule(pl.LightningDataModule):
         seed: seed of the validation split, of the training and evaluation orders and of every encoder.
 
     Validation and test batches come in a fixed seeded order (:func:`evaluation_permutation`), never
-    class by class; ``predict`` keeps the dataset order.
+    class by class; ``predict`` keeps the dataset order. An empty validation set (``val_size: 0``)
+    gives no validation loader, so Lightning skips validation.
     """
 
     num_classes: int
@@ -324,7 +325,9 @@ class SpikeDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None or len(self.val_set) == 0:
+            return []  # val_size: 0, no validation
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:

@@ -3,7 +3,8 @@
 1,797 images of 8x8 pixels with 17 grey levels (0..16), scaled to 0..255 and Bernoulli rate
 coded like MNIST (docs/algorithm.md, "Input encoding"). A seeded split gives ``test_size`` test
 and ``val_size`` validation images (counts, or fractions of the 1,797 in (0, 1)); the rest train.
-The three sets are disjoint and none is empty.
+The three sets are disjoint and none is empty, except the validation set with ``val_size: 0``
+(no validation).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class DigitsDataModule(RateCodedImageDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed)
-        self.val_size = count_or_fraction("data.init_args.val_size", val_size)
+        self.val_size = count_or_fraction("data.init_args.val_size", val_size, zero_ok=True)
         self.test_size = count_or_fraction("data.init_args.test_size", test_size)
 
     def setup(self, stage: str | None = None) -> None:
@@ -53,7 +54,7 @@ class DigitsDataModule(RateCodedImageDataModule):
         y = torch.from_numpy(digits.target.astype(np.int64))
         n = len(x)
         n_test = val_count("data.init_args.test_size", self.test_size, n, "scikit-learn's digits")
-        n_val = val_count("data.init_args.val_size", self.val_size, n, "scikit-learn's digits")
+        n_val = val_count("data.init_args.val_size", self.val_size, n, "scikit-learn's digits", zero_ok=True)
         if n_val + n_test >= n:
             raise ConfigError(
                 f"data.init_args.val_size + data.init_args.test_size = {n_val} + {n_test} leaves no training images "

@@ -56,7 +56,8 @@ class MNISTDataModule(RateCodedImageDataModule):
 
     Args:
         data_dir: folder holding ``MNIST/raw`` (default ``$HM2BP_DATA_DIR`` or ``./data``).
-        val_size: training images held out for validation (seeded): a count, or a fraction in (0, 1).
+        val_size: training images held out for validation (seeded): a count, or a fraction in (0, 1);
+            0 trains on every training image, without validation.
         download: fetch the four files (md5-checked) in ``prepare_data`` when they are missing.
         time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed: see the base.
         augment: distort every training presentation on the batch's device (official spiking CNN;
@@ -98,7 +99,7 @@ class MNISTDataModule(RateCodedImageDataModule):
         super().__init__(time_steps, rate_divisor, redraw_every_epoch, batch_size, num_workers, seed, pixel_order,
                          order)
         self.data_dir = data_dir  # resolved by the base class
-        self.val_size = count_or_fraction("data.init_args.val_size", val_size)
+        self.val_size = count_or_fraction("data.init_args.val_size", val_size, zero_ok=True)
         self.download = download
         for key, value in (("elastic_distortion", elastic_distortion), ("scale", scale), ("rotation", rotation)):
             number(f"data.init_args.{key}", value, low=0, hint="an augmentation magnitude (0 turns it off)")

@@ -91,7 +91,7 @@ class SpikeListDataModule(SpikeDataModule):
     Args:
         time_steps: T; spikes at ``t >= T`` are dropped when batches are built.
         val_size: training samples held out for validation (seeded); a count, or a fraction in (0, 1)
-            (a fraction adapts to partial folders).
+            (a fraction adapts to partial folders); 0 trains on every training sample, without validation.
         cache_dir: where encoded splits are kept (``$HM2BP_CACHE_DIR`` or ``~/.cache/hm2bp``).
         batch_size, num_workers, seed: see ``SpikeDataModule``.
     """
@@ -109,7 +109,7 @@ class SpikeListDataModule(SpikeDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, time_steps=time_steps)
-        self.val_size = count_or_fraction("data.init_args.val_size", val_size)
+        self.val_size = count_or_fraction("data.init_args.val_size", val_size, zero_ok=True)
         self.cache_dir = resolve_cache_dir(cache_dir)
         self._lists: dict[str, SpikeLists] = {}
 

@@ -3,7 +3,7 @@ r"""Range checks for configuration values and tensors, each failing with one :cl
 
 Numbers: :func:`number` accepts ``int``/``float`` (never ``bool``), rejects NaN and Inf, and checks
 the bounds. :func:`val_count` turns ``val_size`` (a count, or a fraction in (0, 1)) into a count for
-``n`` samples, with at least one sample on each side. :func:`per_device_batch` splits the global
+``n`` samples, with at least one sample on each side (or none held out: ``0`` where ``zero_ok``). :func:`per_device_batch` splits the global
 batch over the processes (the one check that it divides evenly; the datamodules and the CLI both use it).
 
 Spike-count bound: a LIF neuron with refractory period :math:`T_{ref}` spikes at most once every
@@ -64,18 +64,26 @@ def number(
     return value
 
 
-def count_or_fraction(key: str, value) -> int | float:
-    """Check the form of a ``val_size``-like value: a count >= 1 or a fraction in (0, 1)."""
+def count_or_fraction(key: str, value, zero_ok: bool = False) -> int | float:
+    """Check the form of a ``val_size``-like value: a count >= 1 or a fraction in (0, 1); ``zero_ok``:
+    also ``0`` (nothing held out)."""
     hint = "give a count of samples (e.g. 100) or a fraction of the training set (e.g. 0.1)"
+    if zero_ok:
+        if not isinstance(value, bool) and value == 0:
+            return 0
+        hint += ", or 0 to hold out none"
     v = number(key, value, low=0, low_open=True, hint=hint)
     if v < 1:
         return float(v)
     return number(key, v, integer=True, hint=hint)
 
 
-def val_count(key: str, value, n: int, where: str = "") -> int:
-    """Samples held out for ``value`` (count or fraction) of ``n``; at least 1, and at least 1 left over."""
-    v = count_or_fraction(key, value)
+def val_count(key: str, value, n: int, where: str = "", zero_ok: bool = False) -> int:
+    """Samples held out for ``value`` (count or fraction) of ``n``; at least 1 (or exactly 0 when
+    ``zero_ok`` and ``value`` is 0), and at least 1 left over."""
+    v = count_or_fraction(key, value, zero_ok)
+    if v == 0:
+        return 0
     k = int(round(v * n)) if isinstance(v, float) else int(v)
     src = f" under {where}" if where else ""
     if n < 2:

@@ -32,11 +32,12 @@ from hm2bp import cli_checks
 from hm2bp.allocator import keep_freed_memory
 from hm2bp.callbacks.interrupt import CheckpointOnInterrupt
 from hm2bp.callbacks.predictions import PredictionWriter
+from hm2bp.callbacks.run_files import MetricsCSVLogger
 from hm2bp.checkpoint import AtomicCheckpointIO
 from hm2bp.checks import number
 from hm2bp.ckpt_path import CkptChoice, resolve_ckpt_path
 from hm2bp.cli_config import check_config_files, expand_composed_configs, target_injection_follows_loss
-from hm2bp.cli_errors import known_cause
+from hm2bp.cli_errors import known_cause, say
 from hm2bp.cli_private import LightningCLIHooks, drop_anonymous_none, finish_wandb, relaunches_command_line
 from hm2bp.module import SpikingClassifier
 from hm2bp.run_record import RunConfig, redirect_loggers
@@ -52,6 +53,11 @@ _QUIET_WARNINGS = (
     r"Checkpoint directory .* exists and is not empty",  # a resumed run's own folder (other runs cannot get there)
 )
 _QUIET_INFO = ("💡 Tip:",)
+# expected when the datamodule holds out no validation set (val_size: 0): nothing to validate or monitor
+_NO_VALIDATION_WARNINGS = (
+    r"Total length of `.*` across ranks is zero",
+    r"`ModelCheckpoint\(monitor=.*could not find the monitored key",
+)
 
 
 class HM2BPCLI(LightningCLIHooks):
@@ -139,6 +145,7 @@ class HM2BPCLI(LightningCLIHooks):
         drop_anonymous_none(trainer)
         if self.run is None:
             return trainer
+        trainer.loggers = [*trainer.loggers, MetricsCSVLogger(self.run.path)]  # <run>/metrics.csv, whatever the logger
         ckpt_dir = str(self.run.checkpoint_dir)
         for cb in trainer.callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
@@ -165,6 +172,11 @@ class HM2BPCLI(LightningCLIHooks):
             self.model.build_optimizer()  # a bad optimizer class or learning rate: one error before any work
         stages = ("fit", "test") if self.config_value("test_after_fit") else ("fit",)
         cli_checks.check_data(self.model, self.datamodule, stages)
+        if _holds_out_nothing(self.datamodule):
+            say("no validation set (data.init_args.val_size: 0): every training sample trains, and the last "
+                "checkpoint stands for the best")
+            for message in _NO_VALIDATION_WARNINGS:  # inside cli_main's catch_warnings: this command only
+                warnings.filterwarnings("ignore", message=message)
         cli_checks.check_trainer_options(self.config_value("trainer"), self.trainer, self.datamodule)
         self._check_checkpoint_fits()
         cli_checks.check_explicit_ckpt_dirs(self.run.explicit, self.resumed_from)
@@ -225,6 +237,12 @@ class HM2BPCLI(LightningCLIHooks):
         writer = next((cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter)), None)
         if writer is not None and self.trainer.is_global_zero:
             print(f"predictions written to {writer.path}")
+
+
+def _holds_out_nothing(dm) -> bool:
+    """The datamodule was set up with an empty validation set (``val_size: 0``)."""
+    val = getattr(dm, "val_set", None)
+    return val is not None and len(val) == 0
 
 
 def _root(cfg) -> Path:

@@ -18,3 +18,14 @@ def test_digits_splits_and_batches():
     assert spikes.shape == (30, 16, 8, 8) and spikes.dtype == torch.uint8
     assert y.dtype == torch.int64 and 0 <= int(y.min()) and int(y.max()) <= 9
     assert dm.num_inputs == 64
+
+
+def test_val_size_zero_trains_on_every_training_image():
+    dm = DigitsDataModule(val_size=0, time_steps=30, batch_size=16)
+    dm.setup("fit")
+    assert len(dm.val_set) == 0 and len(dm.train_set) == 1797 - 360
+    assert dm.val_dataloader() == []  # Lightning skips validation
+    assert set(dm.train_set.indices.tolist()).isdisjoint(dm.test_set.indices.tolist())
+    held_out = DigitsDataModule(val_size=180, time_steps=30, batch_size=16)
+    held_out.setup("fit")
+    assert torch.equal(held_out.test_set.indices, dm.test_set.indices)  # the test split does not move
