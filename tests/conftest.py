@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import digits_fit_args, final_metrics, network_weights, run_cli, run_folder
+from tests.helpers.cli_runs import digits_fit_args, final_metrics, network_weights, run_cli, run_folder
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import pytest
 
 from hm2bp import allocator
 from hm2bp.cli import cli_main
-from tests.helpers import REPO
+from tests.helpers.paths import REPO
 
 PROBE = """
 import importlib.util, sys

@@ -23,7 +23,8 @@ from hm2bp.cli import cli_main, main
 from hm2bp.datamodules import DigitsDataModule
 from hm2bp.errors import ConfigError, TrainingDivergedError
 from tests.fakes import fake_mnist, fake_nmnist
-from tests.helpers import DIGITS, MNIST, NMNIST, SMALL
+from tests.helpers.cli_args import SMALL
+from tests.helpers.paths import DIGITS, MNIST, NMNIST
 
 
 def fit_args(root: Path, config: Path = DIGITS, *extra: str) -> list[str]:

@@ -11,7 +11,9 @@ import torch
 
 from hm2bp import SampleBoosting, SpikeCountLoss, SpikingClassifier
 from hm2bp.errors import ConfigError
-from tests.helpers import REPO, digits_data, digits_model, run_cli, tiny_trainer
+from tests.helpers.cli_runs import run_cli
+from tests.helpers.digits import digits_data, digits_model, tiny_trainer
+from tests.helpers.paths import REPO
 
 
 def test_update_matches_hand_computation():

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from hm2bp.datamodules.base import ResumableSampler, epoch_permutation
-from tests.helpers import (
+from tests.helpers.cli_runs import (
     EPOCHS,
     STEPS_PER_EPOCH,
     digits_fit_args,

@@ -8,7 +8,7 @@ import torch
 
 from hm2bp.cli import cli_main
 from hm2bp.datamodules import DigitsDataModule
-from tests.helpers import count_args
+from tests.helpers.cli_args import count_args
 
 REPO = Path(__file__).resolve().parents[1]
 

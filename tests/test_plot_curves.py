@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 from PIL import Image
 
-from tests.helpers import REPO
+from tests.helpers.paths import REPO
 
 
 def _script():

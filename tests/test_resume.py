@@ -17,8 +17,7 @@ import torch
 from hm2bp.checkpoint import TMP_MARK, atomic_torch_save
 from hm2bp.cli import cli_main
 from hm2bp.datamodules import DigitsDataModule
-from tests.helpers import (
-    # noqa: F401
+from tests.helpers.cli_runs import (
     EPOCHS,
     STEPS_PER_EPOCH,
     cli_env,

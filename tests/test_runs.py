@@ -19,7 +19,9 @@ import torch
 from hm2bp import runs
 from hm2bp.cli import cli_main
 from hm2bp.errors import OutputError
-from tests.helpers import DIGITS, SMALL, cli_env, digits_fit_args, run_folders
+from tests.helpers.cli_args import SMALL
+from tests.helpers.cli_runs import cli_env, digits_fit_args, run_folders
+from tests.helpers.paths import DIGITS
 
 TINY = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_epochs", "1",
         "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import CountSpy
+from tests.helpers.recording import CountSpy
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import csv
 import pytest
 
 from hm2bp.callbacks import EpochCurve
-from tests.helpers import digits_data, digits_model, tiny_trainer
+from tests.helpers.digits import digits_data, digits_model, tiny_trainer
 
 
 def test_rows_per_epoch_and_test_score_equals_trainer_test(tmp_path):

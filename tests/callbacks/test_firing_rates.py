@@ -8,14 +8,8 @@ import pytorch_lightning as pl
 import torch
 
 from hm2bp.callbacks import FiringRateMonitor, SilentNetworkWarning
-from tests.helpers import (
-    RecordingLogger,
-    digits_data,
-    digits_model,
-    expected_stats,
-    expected_target,
-    tiny_trainer,
-)
+from tests.helpers.digits import digits_data, digits_model, tiny_trainer
+from tests.helpers.recording import RecordingLogger, expected_stats, expected_target
 
 LAYERS = ("fc1", "output")
 

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from hm2bp.callbacks import LearningRateWarmup
 from hm2bp.errors import ConfigError
 from hm2bp.schedules import InvSqrtEpoch
-from tests.helpers import digits_data, digits_model, tiny_trainer
+from tests.helpers.digits import digits_data, digits_model, tiny_trainer
 
 
 class RateSpy(pl.Callback):

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from hm2bp.callbacks import SpikeRasterLogger
-from tests.helpers import T_DIGITS, RecordingLogger, digits_data, digits_model, tiny_trainer
+from tests.helpers.digits import T_DIGITS, digits_data, digits_model, tiny_trainer
+from tests.helpers.recording import RecordingLogger
 
 
 class ImageLogger(RecordingLogger):

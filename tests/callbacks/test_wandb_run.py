@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from hm2bp.callbacks import FiringRateMonitor, SpikeRasterLogger
-from tests.helpers import digits_data, digits_model, expected_stats, expected_target, tiny_trainer
+from tests.helpers.digits import digits_data, digits_model, tiny_trainer
+from tests.helpers.recording import expected_stats, expected_target
 
 wandb = pytest.importorskip("wandb")
 
@@ -149,7 +150,8 @@ def wandb_config(path: Path) -> dict:
 
 def _cli_fit(root: Path, *extra: str):
     from hm2bp.cli import cli_main
-    from tests.helpers import DIGITS, SMALL
+    from tests.helpers.cli_args import SMALL
+    from tests.helpers.paths import DIGITS
 
     return cli_main(["fit", "--config", str(DIGITS), "--trainer.default_root_dir", str(root),
                      "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",

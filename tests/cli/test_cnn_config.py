@@ -7,7 +7,7 @@ import torch
 
 import hm2bp
 from hm2bp.cli import cli_main
-from tests.helpers import count_args
+from tests.helpers.cli_args import count_args
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "experiment" / "mnist_cnn.yaml")

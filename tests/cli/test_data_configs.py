@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from hm2bp.cli import cli_main
-from tests.helpers import count_args
+from tests.helpers.cli_args import count_args
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,8 @@ import torch
 
 from hm2bp.cli import cli_main
 from hm2bp.schedules import OfficialMLP
-from tests.helpers import FitRecorder, smoke_fit_args, tiny_fit_args
+from tests.helpers.cli_args import smoke_fit_args, tiny_fit_args
+from tests.helpers.recording import FitRecorder
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "configs" / "experiment").glob("*.yaml"))

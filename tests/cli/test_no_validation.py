@@ -12,7 +12,7 @@ from hm2bp.datamodules.mnist import MNISTDataModule
 from hm2bp.datamodules.nmnist import NMNISTDataModule
 from hm2bp.errors import ConfigError
 from tests.fakes import fake_mnist, fake_nmnist
-from tests.helpers import tiny_fit_args
+from tests.helpers.cli_args import tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -23,7 +23,8 @@ from hm2bp.functional import (
 )
 from hm2bp.functional.conv import conv_hm2bp_backward, pool_hm2bp_backward
 from hm2bp.network import LayerSpec, build_from_spec
-from tests.helpers import conv_reference, pool_reference, random_conv_case, random_trains
+from tests.helpers.conv_reference import conv_reference, pool_reference, random_conv_case
+from tests.helpers.spike_trains import random_trains
 
 
 @pytest.mark.parametrize("convention", ["exact", "official"])

@@ -28,7 +28,8 @@ from hm2bp.functional.conv_grad import (
     pool_hm2bp_backward_events,
 )
 from hm2bp.functional.current import spike_index
-from tests.helpers import conv_reference, pool_reference, random_conv_case, random_trains
+from tests.helpers.conv_reference import conv_reference, pool_reference, random_conv_case
+from tests.helpers.spike_trains import random_trains
 
 GEOMETRIES = [
     dict(stride=1, padding=0),

@@ -17,7 +17,7 @@ from hm2bp.functional import (
     regulariser_grad,
     spsp,
 )
-from tests.helpers import random_post_train
+from tests.helpers.spike_trains import random_post_train
 
 
 def _random(seed, T=120, B=3, n_in=6, n_out=4):

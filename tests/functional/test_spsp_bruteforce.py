@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from hm2bp.functional import PSPKernel, spsp
-from tests.helpers import random_post_train
+from tests.helpers.spike_trains import random_post_train
 
 TAU_M, TAU_S, TREF = 64.0, 8.0, 2
 

@@ -7,7 +7,7 @@ import torch
 
 from hm2bp import SpikeCountLoss, SpikingClassifier
 from hm2bp.datamodules import DigitsDataModule
-from tests.helpers import digits_network
+from tests.helpers.digits import digits_network
 
 T = 100
 

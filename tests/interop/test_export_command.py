@@ -11,7 +11,7 @@ import torch
 
 from hm2bp.cli import cli_main, main
 from hm2bp.nir import import_nir
-from tests.helpers import tiny_fit_args
+from tests.helpers.cli_args import tiny_fit_args
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "configs/experiment/digits_nir.yaml"

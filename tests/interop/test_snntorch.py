@@ -9,7 +9,7 @@ import torch
 
 from hm2bp.nir import export_nir, import_nir
 from hm2bp.nir.snntorch import run_snntorch
-from tests.helpers import digits_network
+from tests.helpers.digits import digits_network
 
 
 def _mismatches(a: dict, b: dict) -> dict:
