@@ -37,3 +37,16 @@ def test_plot_errors_name_the_file(tmp_path):
         _script().main(["--experiment", "x", "--run", f"a={tmp_path / 'missing.csv'}", "--out", str(tmp_path / "o.png")])
     with pytest.raises(SystemExit, match="LABEL=PATH"):
         _script().main(["--experiment", "x", "--run", "nolabel", "--out", str(tmp_path / "o.png")])
+
+
+def test_reference_lines(tmp_path, capsys):
+    run = tmp_path / "curves.csv"
+    run.write_text("epoch,train_acc,val_acc,test_acc,train_seconds,lr\n1,0.9,0.95,0.9612,300.5,0.001\n")
+    out = tmp_path / "c.png"
+    _script().main(["--experiment", "x", "--run", f"ours={run}", "--ref", "paper, mean=98.84",
+                    "--ref", "issue 9=97.3", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert "reference line: paper, mean: 98.84 %" in text and "reference line: issue 9: 97.30 %" in text
+    for bad in ("paper", "paper=high", "=98.8"):
+        with pytest.raises(SystemExit, match="LABEL=VALUE"):
+            _script().main(["--experiment", "x", "--run", f"ours={run}", "--ref", bad, "--out", str(out)])
