@@ -5,7 +5,7 @@ weights and records one row
 
     epoch, train_acc, val_acc, test_acc, train_seconds, lr
 
-in ``<run dir>/curves.csv`` (rank 0) and in the logger as ``curve/test_acc`` and
+in ``<run folder>/curves.csv`` (rank 0; whatever the logger) and in the logger as ``curve/test_acc`` and
 ``curve/train_seconds``. ``epoch`` counts from 1, like ``official-curves.csv``. The test score is
 for the curve only: checkpoints are still chosen on validation (``val/acc``).
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from hm2bp.callbacks.firing_rates import log_folder
+from hm2bp.callbacks.run_files import run_folder
 
 FIELDS = ("epoch", "train_acc", "val_acc", "test_acc", "train_seconds", "lr")
 
@@ -37,7 +37,8 @@ class EpochCurve(Callback):
 
     Args:
         test_every_n_epochs: score the test split every n epochs (0: never; the column stays empty).
-        filename: CSV name inside the run directory (``trainer.log_dir``, else ``default_root_dir``).
+        filename: CSV name inside the run folder (:func:`~hm2bp.callbacks.run_files.run_folder`: the CLI's run
+            folder, whatever the logger; else ``trainer.log_dir``, else ``default_root_dir``).
     """
 
     def __init__(self, test_every_n_epochs: int = 1, filename: str = "curves.csv") -> None:
@@ -77,7 +78,7 @@ class EpochCurve(Callback):
             "train_seconds": round(self._seconds, 3),
             "lr": self._epoch_lr(trainer, pl_module),
         }
-        path = self.csv_path(trainer)  # on every rank: a collective under DDP (log_folder)
+        path = self.csv_path(trainer)  # on every rank: a collective under DDP without the run's logger
         if trainer.is_global_zero:
             self._append(path, row)
 
@@ -92,8 +93,8 @@ class EpochCurve(Callback):
         return lr
 
     def csv_path(self, trainer) -> Path:
-        """``<log dir>/curves.csv``; a collective under DDP, like :func:`log_folder`."""
-        return log_folder(trainer) / self.filename
+        """``<run folder>/curves.csv`` (:func:`~hm2bp.callbacks.run_files.run_folder`: call it on every rank)."""
+        return run_folder(trainer) / self.filename
 
     @staticmethod
     def _append(path: Path, row: dict) -> None:

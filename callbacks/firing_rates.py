@@ -13,11 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
+from hm2bp.atomic import atomic_write
+from hm2bp.callbacks.run_files import run_folder
 from hm2bp.errors import ConfigError
 from hm2bp.metrics import SpikeStatistics, TargetCountStatistics
 
@@ -64,7 +67,14 @@ class FiringRateMonitor(Callback):
       ``spikes/<layer>/val_rate_hist`` (fixed-bin histogram of per-sample rates ``count/T`` on
       ``[0, 1/(T_ref+1)]``).
 
-    Values go through ``pl_module.log`` (so they also land in ``trainer.callback_metrics``).
+    Values go through ``pl_module.log`` (so they also land in ``trainer.callback_metrics`` and in the
+    run's ``metrics.csv``).
+
+    With ``save_png`` (the default), after each validation epoch rank zero also draws
+    ``<run folder>/plots/rates-epoch<EEE>.png`` (``EEE``: ``trainer.current_epoch``, as in checkpoint
+    names): one panel per layer, the histogram of its per-neuron epoch rates (spikes per neuron per
+    step, 50 bins on ``[0, 1/(T_ref+1)]``), with the mean rate and the dead and saturated fractions in the title.
+    The run folder is :func:`~hm2bp.callbacks.run_files.run_folder` (the CLI's, whatever the logger).
 
     After each validation epoch it warns once per layer, with a :class:`SilentNetworkWarning`
     naming the layer, the numbers and the fix, when a layer fired no spike at all, and once when
@@ -79,6 +89,7 @@ class FiringRateMonitor(Callback):
         log_train: log the training keys.
         log_histograms: log the W&B histograms.
         warn_silent: emit the silent-layer / silent-target warnings.
+        save_png: draw the per-neuron rate histograms of every validation epoch to a PNG file.
     """
 
     def __init__(
@@ -90,6 +101,7 @@ class FiringRateMonitor(Callback):
         log_train: bool = True,
         log_histograms: bool = True,
         warn_silent: bool = True,
+        save_png: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= saturation_tol < 1.0:
@@ -101,6 +113,7 @@ class FiringRateMonitor(Callback):
         self.log_train = log_train
         self.log_histograms = log_histograms
         self.warn_silent = warn_silent
+        self.save_png = save_png
         self._stats: dict[str, nn.ModuleDict] = {}  # stage -> {layer: SpikeStatistics}
         self._target: dict[str, TargetCountStatistics] = {}  # stage -> metric
         self._warned: set[str] = set()
@@ -224,6 +237,11 @@ class FiringRateMonitor(Callback):
                 )
         if stage != "val":
             return
+        if self.save_png:
+            folder = run_folder(trainer)  # on every rank: a collective under DDP without the run's logger
+            if trainer.is_global_zero:
+                self._save_rates_png(folder / "plots" / f"rates-epoch{trainer.current_epoch:03d}.png", stats,
+                                     trainer.current_epoch)
         if self.log_histograms:
             self._log_histograms(trainer, stats)
         if self.warn_silent:
@@ -246,6 +264,38 @@ class FiringRateMonitor(Callback):
             row[f"spikes/{name}/val_rate_hist"] = wandb.Histogram(np_histogram=(s["hist"].cpu().numpy(), edges))
         for lg in wandb_loggers:
             lg.experiment.log({**row, "trainer/global_step": logger_step(trainer)})
+
+    # ------------------------------------------------------------------ PNG of the rates
+    def _save_rates_png(self, path: Path, stats: dict[str, dict], epoch: int) -> None:
+        """One histogram panel per layer of the per-neuron rates of the epoch (Agg canvas, no pyplot)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        names = list(stats)
+        fig = Figure(figsize=(6.0, 0.4 + 1.6 * len(names)), dpi=80)
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(names), 1, squeeze=False)[:, 0]
+        for ax, name in zip(axes, names):
+            s, metric = stats[name], self._stats["val"][name]
+            top = float(metric.hist_edges[-1])  # 1/(T_ref+1): the same axis at every epoch
+            rates = s["neuron_rates"].float().cpu().clamp(max=top).numpy()
+            edges = np.linspace(0.0, top, 51)
+            ax.hist(rates, bins=edges, color="0.3")
+            ax.axvline(float(s["rate"]), color="C3", linewidth=1)
+            ax.set_xlim(edges[0], edges[-1])
+            ax.set_ylabel("neurons", fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.set_title(
+                f"{name} (epoch {epoch}): {metric.num_neurons} neurons, mean rate {float(s['rate']):.3g}/step (red), "
+                f"dead {float(s['dead_frac']):.0%}, saturated {float(s['saturated_frac']):.0%}",
+                fontsize=7,
+            )
+        axes[-1].set_xlabel("spikes per neuron per step over the validation epoch", fontsize=7)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png")
+        fig.clear()
 
     # ------------------------------------------------------------------ warnings
     def _warn_silent(self, trainer, pl_module, stats: dict[str, dict], target: dict | None) -> None:
@@ -292,13 +342,6 @@ class FiringRateMonitor(Callback):
 def logger_step(trainer: pl.Trainer) -> int:
     """The step Lightning gives the loggers for metrics logged now (aligns images with ``val/acc``)."""
     return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
-
-
-def log_folder(trainer: pl.Trainer) -> Path:
-    """The run's log folder (``trainer.log_dir``, else ``default_root_dir``). A collective under DDP
-    (``trainer.log_dir`` broadcasts rank 0's folder): call it on every rank, never from a
-    rank-0-only branch, or rank 0 waits forever for the others."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
 
 
 def _warn_rank_zero(message: str, category: type[Warning] = UserWarning) -> None:

@@ -19,7 +19,9 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from torch import Tensor
 
-from hm2bp.callbacks.firing_rates import log_folder, logger_step
+from hm2bp.atomic import atomic_write
+from hm2bp.callbacks.firing_rates import logger_step
+from hm2bp.callbacks.run_files import run_folder
 from hm2bp.errors import ConfigError
 
 __all__ = ["SpikeRasterLogger"]
@@ -43,8 +45,10 @@ class SpikeRasterLogger(Callback):
 
     * every logger that has ``log_image`` (``WandbLogger``): key ``spikes/<layer>/raster``
       (``spikes/input/raster`` for the input), at the step of the epoch's ``val/…`` metrics;
-    * otherwise (or also, with ``save_png=True``): PNG files
-      ``<trainer.log_dir or default_root_dir>/rasters/epoch<EEEE>-<layer>.png``.
+    * with ``save_png`` (the default), whatever the logger: PNG files
+      ``<run folder>/plots/raster-epoch<EEE>-<layer>.png`` (``EEE``: ``trainer.current_epoch``, as in
+      checkpoint names; the run folder is :func:`~hm2bp.callbacks.run_files.run_folder`: the CLI's,
+      else ``trainer.log_dir``, else ``default_root_dir``).
 
     Images are exactly ``image_size = (round(panel_width * dpi), num_samples * round(panel_height * dpi))``
     pixels (width, height).
@@ -56,8 +60,7 @@ class SpikeRasterLogger(Callback):
         seed: seed of the neuron subsets.
         include_input: also render the input spike trains.
         panel_width, panel_height: inches of one panel; ``dpi``: pixels per inch.
-        save_png: ``None`` saves PNGs only when no logger has ``log_image``; ``True`` always;
-            ``False`` never.
+        save_png: also write every image to a PNG file (``False``: the image loggers only).
     """
 
     def __init__(
@@ -70,7 +73,7 @@ class SpikeRasterLogger(Callback):
         panel_width: float = 8.0,
         panel_height: float = 2.0,
         dpi: int = 80,
-        save_png: bool | None = None,
+        save_png: bool = True,
     ) -> None:
         super().__init__()
         if num_samples < 1 or max_neurons < 1 or every_n_epochs < 1:
@@ -119,7 +122,7 @@ class SpikeRasterLogger(Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.current_epoch % self.every_n_epochs != 0:
             return
-        self._log_dir = log_folder(trainer)  # on every rank (a collective under DDP); rank 0 alone renders
+        self._log_dir = run_folder(trainer)  # on every rank (a collective under DDP); rank 0 alone renders
         if not trainer.is_global_zero or self._labels is None:
             return
         self.log_rasters(trainer, pl_module)
@@ -209,13 +212,14 @@ class SpikeRasterLogger(Callback):
                     step=logger_step(trainer),
                     caption=[f"epoch {trainer.current_epoch}; label->pred: {caption}"],
                 )
-        if self.save_png or (self.save_png is None and not img_loggers):
+        if self.save_png:
             from PIL import Image
 
-            folder = (self._log_dir or log_folder(trainer)) / "rasters"
+            folder = (self._log_dir or run_folder(trainer)) / "plots"
             folder.mkdir(parents=True, exist_ok=True)
             for name, image in images.items():
-                Image.fromarray(image).save(folder / f"epoch{trainer.current_epoch:04d}-{name}.png")
+                with atomic_write(folder / f"raster-epoch{trainer.current_epoch:03d}-{name}.png") as tmp:
+                    Image.fromarray(image).save(tmp, format="PNG")
 
     def state_dict(self) -> dict[str, Any]:
         return {"neurons": dict(self._neurons)}

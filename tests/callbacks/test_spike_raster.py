@@ -28,12 +28,12 @@ def test_pngs_every_n_epochs_without_an_image_logger(tmp_path, spy):
     cb = SpikeRasterLogger(num_samples=2, max_neurons=30, every_n_epochs=2)
     trainer = tiny_trainer(tmp_path, [cb, spy], max_epochs=3, limit_train_batches=1, limit_val_batches=1)
     trainer.fit(digits_model(), digits_data())
-    files = sorted(p.name for p in (tmp_path / "rasters").iterdir())
-    assert files == [f"epoch{e:04d}-{n}.png" for e in (0, 2) for n in ("fc1", "input", "output")]
+    files = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert files == [f"raster-epoch{e:03d}-{n}.png" for e in (0, 2) for n in ("fc1", "input", "output")]
     w, h = cb.image_size
     assert (w, h) == (640, 320)
     for f in files:
-        with Image.open(tmp_path / "rasters" / f) as im:
+        with Image.open(tmp_path / "plots" / f) as im:
             assert im.format == "PNG" and im.size == (w, h)
     # the fixed sample is the first 2 validation samples
     assert cb._labels.tolist() == spy.val[0][1][:2].tolist()
@@ -46,7 +46,7 @@ def test_log_image_calls_and_fixed_neurons(tmp_path, spy):
     trainer = tiny_trainer(tmp_path, [cb, spy], logger=logger, max_epochs=2, limit_train_batches=1,
                            limit_val_batches=1)
     trainer.fit(digits_model(), digits_data())
-    assert not (tmp_path / "rasters").exists()  # an image logger is there: no PNG by default
+    assert len(list((tmp_path / "plots").glob("raster-epoch*.png"))) == 6  # PNGs too, whatever the logger
     keys = [c["key"] for c in logger.images]
     assert keys == ["spikes/input/raster", "spikes/fc1/raster", "spikes/output/raster"] * 2
     for i, call in enumerate(logger.images):
