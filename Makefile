@@ -9,12 +9,17 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/hm2bp: pyproject.toml
+# Norse 1.1.0 and SpikingJelly 2.0.0 (tests/interop/test_norse_spikingjelly.py) go in with --no-deps, which
+# pyproject extras cannot say: they declare torchvision (SpikingJelly also torchaudio), whose install would replace
+# the pinned torch. Their NIR importers need only torch, numpy, matplotlib, nir, nirtorch (pyproject.toml), h5py
+# (`import norse`; also nir's) and loguru (SpikingJelly's logger); torch stays 2.13.0.
+$(BIN)/hm2bp: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps norse==1.1.0 spikingjelly==2.0.0 "h5py>=3.10,<4" "loguru>=0.7,<1"
 	touch $(BIN)/hm2bp
 
-venv: $(BIN)/hm2bp  ## create the virtual environment and install hm2bp with its dev extras (pyproject.toml; torch==2.13.0)
+venv: $(BIN)/hm2bp  ## create the virtual environment and install hm2bp with its dev extras (pyproject.toml; torch==2.13.0) and Norse 1.1.0 and SpikingJelly 2.0.0 (--no-deps)
 
 demo: $(BIN)/hm2bp  ## train the embedded digits experiment (under a minute on 2 CPU cores) and print the test accuracy
 	$(BIN)/hm2bp fit --config configs/experiment/digits.yaml

@@ -2,7 +2,8 @@
 
 * :func:`export_nir` ``(network) -> nir.NIRGraph`` and :func:`import_nir` ``(graph) -> SpikingNetwork``;
 * :mod:`hm2bp.nir.cuba`: the neuron mapping (equations);
-* :mod:`hm2bp.nir.snntorch`: run an exported graph in snnTorch (optional dependency);
+* :mod:`hm2bp.nir.snntorch`, :mod:`hm2bp.nir.norse`, :mod:`hm2bp.nir.spikingjelly`: run an exported graph in
+  snnTorch, Norse or SpikingJelly on hm2bp's clock (optional dependencies; :mod:`hm2bp.nir.stepping`);
 * ``hm2bp export --config ... --ckpt_path ... --out model.nir`` (:mod:`hm2bp.nir.command`).
 """
 from hm2bp.nir.cuba import DT

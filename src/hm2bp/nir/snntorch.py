@@ -23,26 +23,9 @@ import nir
 import torch
 from torch import Tensor
 
+from hm2bp.nir.stepping import lif_order as _lif_order
+
 METHODS = ("import_from_nir", "nirtorch")
-
-
-def _lif_order(graph: nir.NIRGraph) -> list[str]:
-    """Names of the graph's CubaLIF nodes from input to output, following the edges (a graph read
-    from a file lists its nodes alphabetically)."""
-    succ: dict[str, list[str]] = {}
-    for a, b in graph.edges:
-        succ.setdefault(str(a), []).append(str(b))
-    frontier = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
-    seen, order = set(frontier), []
-    while frontier:
-        node = frontier.pop(0)
-        if isinstance(graph.nodes[node], nir.CubaLIF):
-            order.append(node)
-        for nxt in succ.get(node, []):
-            if nxt not in seen:
-                seen.add(nxt)
-                frontier.append(nxt)
-    return order
 
 
 def build(graph: nir.NIRGraph, method: str = "import_from_nir") -> torch.nn.Module:
