@@ -1,9 +1,12 @@
-"""The bad-input matrix (docs/troubleshooting.md).
+"""The bad-input matrix (docs/troubleshooting.md), end to end.
 
 Through the ``hm2bp`` entry point (``main``): each case ends with exit status 2 and exactly one line
 ``hm2bp: error: <message naming the key or file>``, before any training work, leaving no run folder
-and no W&B run behind. ``--debug``/``HM2BP_DEBUG`` give the traceback instead. Then the checks of
-the Python API (a plain ``Trainer``) and the numeric failures during training.
+and no W&B run behind. ``--debug``/``HM2BP_DEBUG`` give the traceback instead. The parser's errors
+all go through it; of the failures our own checks find, one per kind does (a model value, the
+model/data fit, a data value, the data folder, the test split, the world size, the checkpoint path,
+the output folder, the seed); tests/test_config_checks.py calls each of those checks directly. Then
+the checks of the Python API (a plain ``Trainer``) and the numeric failures during training.
 """
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ import math
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -22,9 +24,9 @@ from hm2bp.checkpoint import CorruptCheckpointError
 from hm2bp.cli import cli_main, main
 from hm2bp.datamodules import DigitsDataModule
 from hm2bp.errors import ConfigError, TrainingDivergedError
-from tests.fakes import fake_mnist, fake_nmnist
+from tests.fakes import fake_mnist
 from tests.helpers.cli_args import SMALL
-from tests.helpers.paths import DIGITS, MNIST, NMNIST
+from tests.helpers.paths import DIGITS, MNIST
 
 
 def fit_args(root: Path, config: Path = DIGITS, *extra: str) -> list[str]:
@@ -58,26 +60,12 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def _other_network_ckpt(tmp_path: Path) -> str:
-    path = tmp_path / "other.ckpt"
-    torch.save({"state_dict": {"network.layers.fc1.weight": torch.zeros(50, 64),
-                               "network.layers.output.weight": torch.zeros(10, 50)}, "global_step": 0}, path)
-    return str(path)
-
-
 def _file_parent(tmp_path: Path) -> str:
     (tmp_path / "a_file").write_text("not a folder")
     return str(tmp_path / "a_file" / "runs")
 
 
-def _old_checkpoints(tmp_path: Path) -> str:
-    folder = tmp_path / "shared_ckpts"
-    folder.mkdir()
-    (folder / "last.ckpt").write_bytes(b"from an earlier run")
-    return _write(tmp_path, "cb.yaml", "trainer:\n  callbacks:\n    - class_path: pytorch_lightning.callbacks.ModelCheckpoint\n"
-                  f"      init_args: {{dirpath: '{folder}', monitor: val/acc, mode: max, save_last: true}}\n")
-
-
+# the parser's errors, and one case per kind of failure found by our checks (the others: tests/test_config_checks.py)
 CASES = {
     # configuration: keys, types, files
     "unknown key on the command line": (lambda t: ["--model.learning_rate", "0.1"],
@@ -93,38 +81,15 @@ CASES = {
     # model
     "network input size": (lambda t: ["--model.network.init_args.spec", "784-100-10"],
                            r"network takes 784 inputs but the datamodule provides 64; fix model\.network\.init_args\.spec"),
-    "class count": (lambda t: ["--model.network.init_args.spec", "64-100-7"],
-                    r"network has 7 outputs but the datamodule has 10 classes"),
-    "unparsable spec": (lambda t: ["--model.network.init_args.spec", "64-xx-10"],
-                        r"model\.network\.init_args\.spec: network spec '64-xx-10': cannot parse layer token 'xx'"),
     "NaN threshold in YAML": (lambda t: ["--config", _write(t, "nan.yaml", "model:\n  network:\n    init_args:\n"
                                                                           "      thresholds: [.nan, 4]\n")],
                               r"model\.network\.init_args\.thresholds\[0\]=nan must be a positive finite number"),
-    "negative threshold": (lambda t: ["--model.network.init_args.thresholds", "[5,-4]"],
-                           r"thresholds\[1\]=-4\.0 must be a positive finite number"),
-    "desired count unreachable at T": (lambda t: ["--model.loss.init_args.desired", "17.5"],
-                                       r"model\.loss\.init_args\.desired=17\.5 is unreachable at T=20: .* at most 7 times"),
-    "injected count unreachable at T": (lambda t: ["--model.network.init_args.target_injection", "9"],
-                                        r"model\.network\.init_args\.target_injection=9 is unreachable at T=20"),
-    "undesired above desired": (lambda t: ["--model.loss.init_args.undesired", "6"],
-                                r"model\.loss\.init_args\.desired=6\.0 must exceed model\.loss\.init_args\.undesired=6\.0"),
-    "negative margin": (lambda t: ["--model.loss.init_args.margin", "-1"], r"model\.loss\.init_args\.margin=-1\.0 must be >= 0"),
-    "zero learning rate": (lambda t: ["--model.optimizer.init_args.lr", "0"],
-                           r"model\.optimizer\.init_args\.lr=0\.0 must be > 0"),
-    "negative momentum": (lambda t: ["--model.optimizer", "torch.optim.SGD", "--model.optimizer.init_args.momentum", "-0.5"],
-                          r"model\.optimizer: Invalid momentum value: -0\.5"),
     "unknown optimizer": (lambda t: ["--model.optimizer", "adamw"], r"model\.optimizer: Expected a dot import path string: adamw"),
     "unknown schedule": (lambda t: ["--model.lr_scheduler", "cosine"],
                          r"model\.lr_scheduler: Expected a dot import path string: cosine"),
     # data values
-    "negative val_size": (lambda t: ["--data.init_args.val_size", "-5"], r"data\.init_args\.val_size=-5 must be > 0"),
     "val_size beyond the data": (lambda t: ["--data.init_args.val_size", "1500"],
                                  r"data\.init_args\.val_size \+ data\.init_args\.test_size = 1500 \+ 360 leaves no training"),
-    "negative num_workers": (lambda t: ["--data.init_args.num_workers", "-1"], r"data\.init_args\.num_workers=-1 must be >= 0"),
-    "zero batch size": (lambda t: ["--data.init_args.batch_size", "0"], r"data\.init_args\.batch_size=0 must be >= 1"),
-    "one time step": (lambda t: ["--data.init_args.time_steps", "1"], r"data\.init_args\.time_steps=1 must be >= 2"),
-    "rate divisor below 1": (lambda t: ["--data.init_args.rate_divisor", "0.5"],
-                             r"data\.init_args\.rate_divisor=0\.5 must be >= 1"),
     # trainer and world
     "batch not divisible by the world size": (
         lambda t: ["--data.init_args.batch_size", "10", "--trainer.strategy", "ddp", "--trainer.devices", "2",
@@ -132,25 +97,11 @@ CASES = {
         r"data\.init_args\.batch_size=10 is the global batch and must be divisible by the world size 4 "
         r"\(trainer\.devices x trainer\.num_nodes = 2 x 2\)"),
     "zero devices": (lambda t: ["--trainer.devices", "0"], r"`Trainer\(devices='0'\)` value is not a valid input"),
-    "accumulate_grad_batches 0": (lambda t: ["--trainer.accumulate_grad_batches", "0"],
-                                  r"trainer\.accumulate_grad_batches=0 must be >= 1"),
-    "val_check_interval beyond an epoch": (lambda t: ["--trainer.val_check_interval", "1000"],
-                                           r"trainer\.val_check_interval=1000 is more than the 2 training batches"),
     # checkpoints
     "missing checkpoint": (lambda t: ["--ckpt_path", str(t / "nope.ckpt")], r"--ckpt_path .*nope\.ckpt: no such checkpoint file"),
-    "corrupt checkpoint": (lambda t: ["--ckpt_path", _write(t, "broken.ckpt", "this is not a checkpoint")],
-                           r"cannot read checkpoint .*broken\.ckpt: the file is corrupt or truncated"),
-    "checkpoint of another network": (lambda t: ["--ckpt_path", _other_network_ckpt(t)],
-                                      r"parameter 'network\.layers\.fc1\.weight' has shape \(50, 64\), this network's has "
-                                      r"\(100, 64\)"),
-    "explicit dirpath holding another run's checkpoints": (
-        lambda t: ["--config", _old_checkpoints(t)],
-        r"trainer\.callbacks\[0\]\.init_args\.dirpath=.*shared_ckpts already holds checkpoints of another run"),
     # output
     "output folder that cannot be created": (lambda t: ["--trainer.default_root_dir", _file_parent(t)],
                                              r"cannot create the run folder .*a_file/runs/.* \(.*a_file is a file, not a folder\); set trainer\.default_root_dir"),
-    "output folder that is a file": (lambda t: ["--trainer.default_root_dir", str(Path(_file_parent(t)).parent)],
-                                     r"cannot create the run folder .*a_file/\d{8}-.* \(.*a_file is a file, not a folder\); set trainer\.default_root_dir"),
     "negative seed": (lambda t: ["--seed_everything", "-1"], r"seed_everything=-1 must be >= 0; an integer seed"),
 }
 
@@ -171,49 +122,16 @@ def test_missing_data_directory(tmp_path, capsys, monkeypatch):
     assert nothing_written(tmp_path) and not (tmp_path / "no_such_dir").exists()
 
 
-@pytest.mark.parametrize("damage", ["truncated test images", "test label 12"])
-def test_bad_test_split_fails_before_training(damage, tmp_path, capsys, monkeypatch):
-    """test_after_fit reads and checks the test split before the first training step."""
+def test_bad_test_split_fails_before_training(tmp_path, capsys, monkeypatch):
+    """test_after_fit reads and checks the test split before the first training step (a bad label:
+    tests/test_config_checks.py)."""
     monkeypatch.chdir(tmp_path)
-    labels = np.array([0, 1, 12, 3] * 4) if damage == "test label 12" else None
-    data = fake_mnist(tmp_path / "data", test_labels=labels)
-    if damage == "truncated test images":
-        f = data / "MNIST/raw/t10k-images-idx3-ubyte"
-        f.write_bytes(f.read_bytes()[:-100])
+    data = fake_mnist(tmp_path / "data")
+    f = data / "MNIST/raw/t10k-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:-100])
     line = one_line_error(capsys, fit_args(tmp_path / "run", MNIST, "--data.init_args.data_dir", str(data),
                                            "--data.init_args.val_size", "8", "--test_after_fit", "true"))
-    want = ("t10k-images-idx3-ubyte is truncated or padded" if damage == "truncated test images"
-            else "t10k-labels-idx1-ubyte: label 12 outside 0..9")
-    assert want in line
-    assert nothing_written(tmp_path)
-
-
-def test_val_size_that_does_not_fit_a_partial_folder_names_the_key(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    data = fake_nmnist(tmp_path / "data")  # 4 training files; the config asks for 5000 validation samples
-    line = one_line_error(capsys, fit_args(tmp_path / "run", NMNIST, "--data.init_args.data_dir", str(data),
-                                           "--data.init_args.cache_dir", str(tmp_path / "cache")))
-    assert "data.init_args.val_size=5000 leaves no training samples: 4 training samples were found under" in line
-    assert "or a fraction such as 0.1" in line
-    assert nothing_written(tmp_path)
-
-
-def test_unwritable_cache_folder_names_the_key(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    data = fake_nmnist(tmp_path / "data")
-    line = one_line_error(capsys, fit_args(tmp_path / "run", NMNIST, "--data.init_args.data_dir", str(data),
-                                           "--data.init_args.val_size", "1", "--data.init_args.cache_dir",
-                                           _file_parent(tmp_path)))
-    assert "cannot write the spike cache" in line and "data.init_args.cache_dir" in line
-    assert nothing_written(tmp_path)
-
-
-def test_last_checkpoint_for_test_without_any_run(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    argv = ["test", "--config", str(DIGITS), "--trainer.default_root_dir", str(tmp_path / "run"), *SMALL,
-            "--ckpt_path", "last"]
-    line = one_line_error(capsys, argv)
-    assert "--ckpt_path last: no run with a checkpoint under" in line
+    assert "t10k-images-idx3-ubyte is truncated or padded" in line
     assert nothing_written(tmp_path)
 
 
