@@ -9,6 +9,7 @@ world-size factor (it is nearly scale invariant).
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -120,19 +121,26 @@ def test_two_process_predict_writes_the_single_process_file(tmp_path, reference_
 
 
 def test_two_process_ddp_writes_the_epoch_curve_and_rasters(tmp_path):
-    """EpochCurve and SpikeRasterLogger (PNG output: the CSV logger has no ``log_image``) under DDP:
+    """EpochCurve, SpikeRasterLogger and FiringRateMonitor files and ``metrics.csv`` under DDP:
     the run ends (it once hung at the first epoch end: rank 0 alone asked ``trainer.log_dir``, a
-    broadcast) and rank 0 writes one curve row per epoch with a test score, and the rasters."""
+    broadcast) and rank 0 writes one curve row per epoch with a test score, the raster and rate PNGs,
+    and one metrics row per training step."""
     root = tmp_path / "ddp"
     curve = ("    - class_path: hm2bp.callbacks.EpochCurve\n"
              "      init_args: {test_every_n_epochs: 1}\n"
              "    - class_path: hm2bp.callbacks.SpikeRasterLogger\n"
-             "      init_args: {num_samples: 2, max_neurons: 20}\n")
+             "      init_args: {num_samples: 2, max_neurons: 20}\n"
+             "    - class_path: hm2bp.callbacks.FiringRateMonitor\n")
     args = digits_fit_args(root, extra_callbacks=curve) + [
         "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.limit_test_batches", "2"]
     run_cli(args, cwd=tmp_path, timeout=300)
     (path,) = run_folder(root).rglob("curves.csv")
+    assert path == run_folder(root) / "curves.csv"  # the run folder itself, not the CSV logger's version folder
     rows = path.read_text().splitlines()
     assert rows[0].startswith("epoch,") and len(rows) == 1 + EPOCHS
     assert all(row.split(",")[3] != "" for row in rows[1:])  # test_acc
-    assert len(list(run_folder(root).rglob("rasters/epoch0001-*.png"))) >= 2  # every layer, last epoch
+    assert len(list(run_folder(root).glob("plots/raster-epoch001-*.png"))) >= 2  # every layer, last epoch
+    assert (run_folder(root) / "plots" / "rates-epoch001.png").is_file()
+    with open(run_folder(root) / "metrics.csv") as f:  # rank 0 alone: every training step once
+        steps = [row["step"] for row in csv.DictReader(f) if row["train/loss_step"]]
+    assert steps == [str(s) for s in range(EPOCHS * STEPS_PER_EPOCH)]

@@ -8,6 +8,8 @@ Layout under the experiment's ``trainer.default_root_dir`` (``runs/digits`` for 
         config.yaml                    the full resolved configuration of the fit
         checkpoints/last.ckpt          latest state (mid-epoch and at every validation)
         checkpoints/epoch=..-step=..ckpt   best checkpoint(s) on val/acc
+        metrics.csv                    every logged value, whatever the logger (hm2bp.callbacks.MetricsCSVLogger)
+        curves.csv, plots/*.png        per-epoch curve, raster and firing-rate pictures (hm2bp.callbacks)
         wandb/offline-run-.../         W&B run (or csv/ with WANDB_MODE=disabled)
         test-20260129-150102-77e0aa/   a later `hm2bp test` of this run's checkpoint: its config and logs
         predict-.../predictions.csv    a later `hm2bp predict`
