@@ -111,14 +111,14 @@ def layer_names(layer_specs: list[LayerSpec]) -> list[str]:
 
 def neuron_records(spec: str, layer_specs: list[LayerSpec], thresholds, *, tau_m: float, tau_s: float,
                    refractory: int, psp: str = "exact", fc_eps: float = LIFParams.threshold_eps,
-                   where: str = "SpikingNetwork") -> list[LIFParams]:
+                   scan_backend: str = "auto", where: str = "SpikingNetwork") -> list[LIFParams]:
     """One :class:`LIFParams` per layer of a spec from the flat constants: ``thresholds[k]`` (checked
     first: one positive finite number per layer), the shared ``tau_m``, ``tau_s``, ``refractory``
     and ``psp``; ``threshold_eps`` is the official one of the layer's kind (conv 0, pooling 1e-6,
-    fully connected ``fc_eps``)."""
+    fully connected ``fc_eps``); ``scan_backend`` is every layer's."""
     _check_thresholds(spec, thresholds, len(layer_specs))
     eps = {"conv": CONV_THRESHOLD_EPS, "pool": LIFParams.threshold_eps, "fc": fc_eps}
-    return [LIFParams(thr, tau_m, tau_s, refractory, eps[ls.kind], psp, where=where)
+    return [LIFParams(thr, tau_m, tau_s, refractory, eps[ls.kind], psp, scan_backend, where=where)
             for ls, thr in zip(layer_specs, thresholds)]
 
 
@@ -185,6 +185,9 @@ class SpikingNetwork(nn.Module):
         check_inputs: check every ``forward`` input once: 0/1 spikes ``[T >= 2, B >= 1, *input]`` in
             the spec's layout, labels in range (a few reductions, :mod:`hm2bp.checks`). ``False``
             skips the checks (the layers inside never re-check the trains they pass on).
+        scan_backend: what runs every layer's time-step scans, ``"auto"`` (fused Triton kernels on
+            CUDA when Triton is installed), ``"eager"`` or ``"triton"`` (``LIFParams.scan_backend``).
+            A run-time choice like ``check_inputs``: not part of the stored configuration.
     """
 
     def __init__(
@@ -210,6 +213,7 @@ class SpikingNetwork(nn.Module):
         pool_rule: str = "official",
         check_inputs: bool = True,
         spsp: str | None = None,
+        scan_backend: str = "auto",
     ) -> None:
         super().__init__()
         psp = psp_option("SpikingNetwork", psp, spsp)
@@ -226,7 +230,8 @@ class SpikingNetwork(nn.Module):
             fc_init=float(fc_init), conv_init=float(conv_init), bias=bool(bias), pool_rule=pool_rule,
         )
         _, layer_specs = parse_spec(spec)
-        neurons = neuron_records(spec, layer_specs, thresholds, tau_m=tau_m, tau_s=tau_s, refractory=refractory, psp=psp)
+        neurons = neuron_records(spec, layer_specs, thresholds, tau_m=tau_m, tau_s=tau_s, refractory=refractory, psp=psp,
+                                 scan_backend=scan_backend)
         self._assemble(config, neurons, rules, check_inputs)
 
     @classmethod
@@ -236,7 +241,7 @@ class SpikingNetwork(nn.Module):
         NIR graph, :func:`hm2bp.nir.import_nir`); ``thresholds``, ``tau_m``, ``tau_s``,
         ``refractory`` and ``psp`` in ``config`` are replaced by theirs."""
         defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()
-                    if p.default is not inspect.Parameter.empty and k not in ("check_inputs", "spsp")}
+                    if p.default is not inspect.Parameter.empty and k not in ("check_inputs", "spsp", "scan_backend")}
         first = neurons[0]
         config = {**defaults, **config, "thresholds": [n.threshold for n in neurons], "tau_m": first.tau_m,
                   "tau_s": first.tau_s, "refractory": first.refractory, "psp": first.psp}

@@ -12,6 +12,8 @@ at step :math:`t` comes from the input spikes at :math:`t-1`:
 gathered over the input spike events (``current``, ``conv_events``) for blocks of ``block`` steps
 and fed to :class:`~hm2bp.functional.lif.LIFScan`, so no ``[T, B, N_out]`` float tensor is ever
 formed. Above a density limit the dense GEMM / ``conv2d`` / window sum is used per block instead.
+When the scan is fused (Triton backend, ``LIFScan.fused``) the block is all ``T`` steps: one
+gather and one scan kernel per layer.
 
 Shapes are time-first. Each function returns the bool output trains, their counts (float, in the
 compute dtype), the ascending flat index of the output spikes (int32 where it fits) and what the
@@ -64,6 +66,7 @@ def linear_forward(
     T, B = spikes.shape[:2]
     out = torch.zeros(T, B, weight.shape[0], dtype=torch.bool, device=weight.device)
     scan = LIFScan(out, neuron, lateral=lateral, dtype=weight.dtype)
+    block = T if scan.fused else block  # the fused scan takes all steps in one launch
     weight_t = weight.detach().t().contiguous()
     step = B * spikes.shape[-1]  # elements per time step of the input
     # the input spikes of steps 0 .. T-2 reach a current; one nonzero for all of them
@@ -132,6 +135,7 @@ def conv_forward(
     out = torch.empty(T, B, geom.c_out, geom.h_out, geom.w_out, dtype=torch.bool, device=weight.device)
     out[:1] = False  # no spike at t = 0; the scan writes every later step
     scan = LIFScan(out.permute(0, 1, 3, 4, 2), neuron, dtype=weight.dtype)
+    block = T if scan.fused else block  # the fused scan takes all steps in one launch
     weight = weight.detach()
     bias = bias.detach() if bias is not None else None
     index = _input_index(spikes, input_index)
@@ -179,6 +183,7 @@ def pool_forward(
     out = torch.empty(T, B, C, H // p, W // p, dtype=torch.bool, device=spikes.device)
     out[:1] = False  # no spike at t = 0; the scan writes every later step
     scan = LIFScan(out, neuron, dtype=dtype)
+    block = T if scan.fused else block  # the fused scan takes all steps in one launch
     index = _input_index(spikes, input_index)
     step = B * C * H * W
     bounds = _step_bounds(index, step, range(0, T))

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from hm2bp.functional.params import LIFParams
+from hm2bp.functional.scan_backend import use_triton
 
 
 class LIFScan:
@@ -50,6 +51,9 @@ class LIFScan:
     clamp and the reset at a spike is implied (the clamp at ``t + 1`` zeroes ``u`` whatever its
     value). With ``T_ref = 0`` the reset is applied explicitly. For the official
     :math:`\tau_s = 8` the scaling by a power of two is exact.
+
+    Under the Triton backend (``neuron.scan_backend``, ``scan_backend.py``) each :meth:`run` is one
+    fused kernel over the block (``triton_lif``; :attr:`fused`), with the same spikes.
     """
 
     def __init__(
@@ -75,6 +79,16 @@ class LIFScan:
         # float spike rows of the previous T_ref steps (t < 1: none)
         self.history = torch.zeros((max(self.refractory, 1), *state_shape), dtype=dtype, device=spikes.device)
         self._rows: Tensor | None = None  # float spike rows of a block, after H rows of history
+        self.fused = use_triton(neuron.scan_backend, self.v)
+        if self.fused:
+            from hm2bp.functional import triton_lif
+
+            if lateral is not None and not triton_lif.fits_lateral(lateral.shape[0]):
+                self.fused = False  # one program per sample cannot hold this layer: eager
+            else:
+                self._triton = triton_lif
+                self.countdown, self.prev = triton_lif.empty_state(self.v.reshape(-1).shape, self.v.device)
+                self.lat_c = self.lat_t.contiguous() if self.lat_t is not None else None
 
     def run(self, t0: int, current: Tensor) -> None:
         """Advance over ``current`` ``[L, ...]`` = the input current at times ``t0 .. t0+L-1``."""
@@ -82,6 +96,9 @@ class LIFScan:
         if first >= t0 + current.shape[0]:
             return
         current = current[first - t0 :]
+        if self.fused:
+            self._run_fused(first, current)
+            return
         L, R = current.shape[0], self.refractory
         H = self.history.shape[0]  # rows of earlier steps kept in front of the block
         if self._rows is None or self._rows.shape[0] < H + L:  # reused: fresh pages cost a fault each
@@ -111,6 +128,19 @@ class LIFScan:
         self.spikes[first : first + L].copy_(rows[H:])
         self.counts += rows[H:].sum(0)
         self.history.copy_(rows[L:])
+
+    def _run_fused(self, first: int, current: Tensor) -> None:
+        """:meth:`run` from step ``first`` as one Triton kernel over the block."""
+        L = current.shape[0]
+        target = self.spikes[first : first + L]
+        direct = target.is_contiguous()  # write the bool trains in place; else through a buffer
+        out = target.view(torch.uint8).view(L, -1) if direct else torch.empty((L, self.v.numel()), dtype=torch.uint8,
+                                                                                 device=self.v.device)
+        self._triton.lif_steps(current.reshape(L, -1).contiguous(), out, self.ep.view(-1), self.v.view(-1),
+                               self.countdown, self.prev, self.counts.view(-1), self.lat_c, leak_s=self.leak_s,
+                               leak_m=self.leak_m, theta=self.theta, refractory=self.refractory)
+        if not direct:
+            target.copy_(out.view(target.shape).view(torch.bool))
 
 
 def lif_simulate(current: Tensor, neuron: LIFParams | float, *, lateral: Tensor | None = None,

@@ -20,6 +20,7 @@ from functools import cached_property
 
 from hm2bp.checks import number
 from hm2bp.errors import ConfigError
+from hm2bp.functional.scan_backend import SCAN_BACKENDS
 
 CONVENTIONS = ("exact", "official", "paper")  # S-PSP conventions ("Spike-train-level PSP")
 CONV_THRESHOLD_EPS = 0.0  # the official conv layers compare against exactly nu (FC and pool: 1e-6)
@@ -38,6 +39,9 @@ class LIFParams:
             connected and pooling layers, 0 for conv layers).
         psp: S-PSP convention of the layer's backward, ``"exact"``, ``"official"`` or ``"paper"``
             ("Spike-train-level PSP"); :attr:`psp_kernel` holds its constants.
+        scan_backend: what runs the layer's time-step scans (LIF forward, adjoint and PSP traces):
+            ``"auto"`` (fused Triton kernels for float32 CUDA tensors when Triton is installed, else
+            eager), ``"eager"`` or ``"triton"`` (``scan_backend.py``); the same spikes either way.
         where: init-only: the owner named in error messages (e.g. ``"SpikingLinear"``); not stored.
     """
 
@@ -47,6 +51,7 @@ class LIFParams:
     refractory: int = 2
     threshold_eps: float = 1e-6
     psp: str = "exact"
+    scan_backend: str = "auto"
     where: InitVar[str] = "LIFParams"
 
     def __post_init__(self, where: str) -> None:
@@ -66,6 +71,8 @@ class LIFParams:
             raise ConfigError(f"{where}: tau_m={self.tau_m} must exceed tau_s={self.tau_s} {official}")
         if self.psp not in CONVENTIONS:
             raise ConfigError(f"{where}: psp must be one of {list(CONVENTIONS)}, got {self.psp!r}")
+        if self.scan_backend not in SCAN_BACKENDS:
+            raise ConfigError(f"{where}: scan_backend must be one of {list(SCAN_BACKENDS)}, got {self.scan_backend!r}")
         for key, value in checked.items():  # plain float / int, whatever number type came in
             object.__setattr__(self, key, int(value) if key == "refractory" else float(value))
 
@@ -86,7 +93,7 @@ class LIFParams:
     @cached_property
     def psp_kernel(self) -> PSPKernel:
         """The S-PSP kernel of :attr:`psp` for these neurons."""
-        return PSPKernel.make(self.psp, self.tau_m, self.tau_s, self.refractory)
+        return PSPKernel.make(self.psp, self.tau_m, self.tau_s, self.refractory, scan_backend=self.scan_backend)
 
 
 @dataclass(frozen=True)
@@ -110,21 +117,22 @@ class PSPKernel:
     window: int | None  # W: pre spikes with t_pre >= t_post - W count (None: all)
     min_pre_time: int  # pre spikes earlier than this never count (official: 1)
     refractory: int  # T_ref: r_f = t_{f-1} + T_ref
+    scan_backend: str = "auto"  # what runs the trace scans (LIFParams.scan_backend)
 
     @classmethod
     def make(cls, convention: str, tau_m: float = LIFParams.tau_m, tau_s: float = LIFParams.tau_s,
-             refractory: int = LIFParams.refractory) -> "PSPKernel":
+             refractory: int = LIFParams.refractory, *, scan_backend: str = "auto") -> "PSPKernel":
         """The kernel of ``convention`` for neurons with these constants (defaults:
         :class:`LIFParams`'s, the official 64, 8, 2). The constants are those of a :class:`LIFParams`, which
         checked them; ``LIFParams.psp_kernel`` is the usual way in."""
         scale = tau_m / (tau_m - tau_s)
         if convention == "exact":
-            return cls(1 - 1 / tau_m, 1 - 1 / tau_s, scale, 0, 0, None, 0, refractory)
+            return cls(1 - 1 / tau_m, 1 - 1 / tau_s, scale, 0, 0, None, 0, refractory, scan_backend)
         decay_m, decay_s = math.exp(-1 / tau_m), math.exp(-1 / tau_s)
         if convention == "official":
-            return cls(decay_m, decay_s, scale, refractory, 1, int(4 * tau_m), 1, refractory)
+            return cls(decay_m, decay_s, scale, refractory, 1, int(4 * tau_m), 1, refractory, scan_backend)
         if convention == "paper":
-            return cls(decay_m, decay_s, scale, 0, 0, None, 0, refractory)
+            return cls(decay_m, decay_s, scale, 0, 0, None, 0, refractory, scan_backend)
         raise ValueError(f"PSPKernel.make: convention must be one of {list(CONVENTIONS)}, got {convention!r}")
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from hm2bp.functional.params import PSPKernel
+from hm2bp.functional.scan_backend import use_triton
 
 
 def exp_trace(spikes: Tensor, decay: float, shift: int = 0, dtype: torch.dtype | None = None) -> Tensor:
@@ -56,8 +57,21 @@ def exp_trace(spikes: Tensor, decay: float, shift: int = 0, dtype: torch.dtype |
 def psp_traces(pre: Tensor, kernel: PSPKernel, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
     """The two traces ``(A_a, A_b)`` of ``pre`` ``[T, ...]``; the free PSP is ``C (A_a - A_b)``.
 
-    Under ``official``, input spikes at ``t < min_pre_time`` are dropped first.
+    Under ``official``, input spikes at ``t < min_pre_time`` are dropped first. Under the Triton
+    backend (``kernel.scan_backend``) both traces are one fused kernel (``triton_traces.psp_scan``).
     """
+    if dtype is None:
+        dtype = pre.dtype if pre.is_floating_point() else torch.float32
+    probe = torch.empty(0, dtype=dtype, device=pre.device)
+    if pre.shape[0] > 0 and use_triton(kernel.scan_backend, probe):
+        from hm2bp.functional.triton_traces import psp_scan
+
+        src = (pre.view(torch.uint8) if pre.dtype == torch.bool else pre).reshape(pre.shape[0], -1).contiguous()
+        out_a = torch.empty(pre.shape, dtype=dtype, device=pre.device)
+        out_b = torch.empty_like(out_a)
+        psp_scan(src, out_a.view(src.shape), out_b.view(src.shape), decay_a=kernel.decay_m, decay_b=kernel.decay_s,
+                 shift=kernel.shift, min_pre_time=kernel.min_pre_time)
+        return out_a, out_b
     if kernel.min_pre_time > 0:
         pre = pre.clone()
         pre[: kernel.min_pre_time] = 0

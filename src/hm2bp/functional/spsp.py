@@ -29,6 +29,7 @@ from torch import Tensor
 
 from hm2bp.functional.current import MAX_SPARSE_DENSITY, as_uint8, index_dtype
 from hm2bp.functional.params import PSPKernel
+from hm2bp.functional.scan_backend import use_triton
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ def adjoint_trace(
     :func:`reset_events` for exactly this ``post``) saves recomputing them; ``workspace`` (see
     :meth:`ResetEvents.dense`) is reused for the two scans, and the result is a view into it.
     ``post`` may be just the shape ``(T, ...)`` of the trains when ``events`` is given (the
-    neurons numbered as the events number them).
+    neurons numbered as the events number them). Under the Triton backend (``kernel.scan_backend``)
+    both scans and the difference are one fused kernel (``triton_traces.adjoint_scan``).
     """
     if isinstance(post, Tensor):
         shape, device = tuple(post.shape), post.device
@@ -182,6 +184,12 @@ def adjoint_trace(
     if workspace is None:
         workspace = torch.empty(2 * rows * n, dtype=dtype, device=device)
     ga, gb = events.dense(shape, dtype, pad=shift, workspace=workspace)
+    if use_triton(kernel.scan_backend, ga):  # one fused kernel for both scans (triton_traces)
+        from hm2bp.functional.triton_traces import adjoint_scan
+
+        q = adjoint_scan(workspace, rows, n, gb is ga, decay_a=kernel.decay_m, decay_b=kernel.decay_s,
+                         scale=kernel.scale, shift=shift, min_pre_time=kernel.min_pre_time)
+        return q.view(shape)
     if gb is ga:  # one raster for both traces: the b-trace starts as a copy in the second half
         gb = workspace[rows * n : 2 * rows * n].view(ga.shape)
         gb.copy_(ga)
