@@ -4,6 +4,20 @@ The network (any ``nn.Module`` mapping spikes ``[T, B, *in]`` to output spikes
 ``[T, B, classes]``) and the loss are injected. Output counts ``o = spikes.sum(0)`` feed the
 loss; ``loss.backward()`` runs each layer's HM2-BP rule (no graph through time).
 
+What each object returns, for input spikes ``x`` ``[T, B, *in]``: ``model.network(x)`` gives the
+output spike trains ``[T, B, classes]``; ``model(x)`` (this module) gives their counts
+``[B, classes]`` (the trains summed over time), whose argmax is the prediction.
+
+Checkpoints load themselves: the network's and the loss's settings are hyper-parameters
+(``{class_path, init_args}``, :mod:`hm2bp.settings`), so ``SpikingClassifier.load_from_checkpoint(path)``
+rebuilds the trained model; :func:`hm2bp.load` also takes a run folder. The optimizer, the schedule
+and boosting are not stored (a loaded model has the defaults; they only matter for training, and
+``hm2bp fit --ckpt_path`` resumes from the run's config). A checkpoint written before the settings
+were stored loads with the network given: ``load_from_checkpoint(path, network=..., loss=...)``.
+The command line reads these settings too: LightningCLI applies a ``--ckpt_path`` checkpoint's
+hyper-parameters over the configuration, so ``hm2bp test --ckpt_path`` evaluates the network the
+checkpoint was trained as.
+
 Prediction is the argmax of the output counts. Ties go to the lowest class index, so an
 all-silent output predicts class 0, as the official program does (docs/algorithm.md, "Training loop
 of the authors' program"); the fraction of
@@ -31,6 +45,8 @@ Metrics: one ``torchmetrics.MetricCollection`` per stage (``train_metrics``, ``v
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
@@ -44,6 +60,7 @@ from hm2bp.checks import max_spike_count, number
 from hm2bp.errors import ConfigError, TrainingDivergedError
 from hm2bp.loss import SpikeCountLoss
 from hm2bp.schedules import InvSqrtEpoch
+from hm2bp.settings import build_module, module_settings
 
 DEFAULT_LR = 5e-3  # Adam on batch-summed gradients at batch 32-64 (official batch-1 Adam: 1e-3)
 STAGES = ("train", "val", "test")
@@ -51,11 +68,13 @@ METRICS = ("acc", "loss", "silent_output")  # logged as <stage>/<name>
 
 
 class SpikingClassifier(pl.LightningModule):
-    """Classification with spike-count outputs.
+    """Classification with spike-count outputs: ``model(x)`` maps input spikes ``[T, B, *in]`` to output
+    spike counts ``[B, classes]``; ``model.network(x)`` gives the trains ``[T, B, classes]``.
 
     Args:
-        network: the spiking network (e.g. ``hm2bp.SpikingNetwork``).
-        loss: count loss (default ``SpikeCountLoss(35, 5, 5)``).
+        network: the spiking network (e.g. ``hm2bp.SpikingNetwork``), or its settings
+            ``{"class_path": ..., "init_args": {...}}`` (what checkpoints store; :mod:`hm2bp.settings`).
+        loss: count loss (default ``SpikeCountLoss(35, 5, 5)``), or its settings.
         optimizer: a callable ``params -> torch.optim.Optimizer`` (LightningCLI's ``OptimizerCallable``;
             in a config ``{class_path: torch.optim.Adam, init_args: {lr: 0.005}}``). Default: Adam
             (β 0.9/0.999, ε 1e-8, as the authors' program) at lr 5e-3 for the batch-summed gradient.
@@ -91,10 +110,17 @@ class SpikingClassifier(pl.LightningModule):
         number("model.time_steps", time_steps, low=2, integer=True, none_ok=True)
         if boosting is not None and not isinstance(boosting, SampleBoosting):
             raise ConfigError(f"model.boosting must be an hm2bp.SampleBoosting or null, got {boosting!r}")
-        self.save_hyperparameters(ignore=["network", "loss", "optimizer", "lr_scheduler", "boosting"])
+        if isinstance(network, Mapping):
+            network = build_module(network, "model.network")
+        if isinstance(loss, Mapping):
+            loss = build_module(loss, "model.loss")
+        if not isinstance(network, nn.Module):
+            raise ConfigError(f"model.network must be an nn.Module (e.g. hm2bp.SpikingNetwork) or its settings "
+                              f"{{class_path, init_args}}, got {network!r}")
         self.boosting = boosting
         self.network = network
         self.loss = loss if loss is not None else SpikeCountLoss()
+        self.save_hyperparameters(self.stored_hparams(num_inputs, num_classes, time_steps))
         net_in = getattr(network, "num_inputs", None)
         net_out = getattr(network, "num_classes", None)
         if num_inputs is not None and net_in is not None and net_in != num_inputs:
@@ -123,6 +149,14 @@ class SpikingClassifier(pl.LightningModule):
         self._lr_epoch = -1  # the epoch train/lr was last logged for
         self.epoch_lr: float | None = None  # the learning rate of the current epoch's optimizer steps
 
+    def stored_hparams(self, num_inputs, num_classes, time_steps) -> dict:
+        """The hyper-parameters checkpoints hold: the network's and loss's settings (left out when a
+        module's constructor arguments cannot be recovered: such a checkpoint needs ``network=`` or
+        ``loss=`` to load) and the linked sizes."""
+        hparams = {"network": module_settings(self.network), "loss": module_settings(self.loss),
+                   "num_inputs": num_inputs, "num_classes": num_classes, "time_steps": time_steps}
+        return {k: v for k, v in hparams.items() if v is not None or k not in ("network", "loss")}
+
     def stage_metrics(self, stage: str) -> MetricCollection:
         """The metrics of ``stage`` (``"train"``, ``"val"`` or ``"test"``)."""
         return {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
@@ -139,7 +173,8 @@ class SpikingClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------ shared step
     def forward(self, spikes: Tensor) -> Tensor:
-        """Output spike counts ``[B, classes]`` for input spikes ``[T, B, *in]``."""
+        """Output spike counts ``[B, classes]`` for input spikes ``[T, B, *in]`` (the network's output
+        trains ``[T, B, classes]`` summed over time; ``counts.argmax(-1)`` is the prediction)."""
         return self.network(spikes).sum(0)
 
     def model_step(self, batch, stage: str) -> dict:

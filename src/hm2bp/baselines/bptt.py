@@ -140,6 +140,13 @@ class BPTTNetwork(nn.Module):
         self.input_shape, layer_specs = parse_spec(spec)
         neurons = neuron_records(spec, layer_specs, thresholds, tau_m=tau_m, tau_s=tau_s, refractory=refractory,
                                  fc_eps=threshold_eps, where="BPTTNetwork")
+        # the constructor arguments, plain values (checkpoints store them: hm2bp.settings)
+        self.init_kwargs = dict(
+            spec=str(spec), thresholds=[float(t) for t in thresholds], tau_m=float(tau_m), tau_s=float(tau_s),
+            refractory=int(refractory), output_lateral_inhibition=float(output_lateral_inhibition),
+            fc_init=float(fc_init), conv_init=float(conv_init), bias=bool(bias),
+            surrogate_slope=float(surrogate_slope), threshold_eps=float(threshold_eps),
+        )
         self.layers = nn.ModuleDict()
         n_in = self.num_inputs
         shape = tuple(self.input_shape) if len(self.input_shape) == 3 else (1, *self.input_shape)
