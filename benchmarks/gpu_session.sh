@@ -4,6 +4,9 @@
 #   bash benchmarks/gpu_session.sh <results folder> <folder with MNIST/raw> [device]
 #
 #   1. device_check.py: CPU and CUDA give identical spikes and equal gradients (MLP and CNN);
+#   1b. fused_scans.py: the fused Triton scans against eager on the GPU (identical spikes, traces and
+#      gradients within tolerance), then the MLP train step (784-800-10, T = 400, batch 64) timed
+#      with each scan backend (target: <= 25 ms); JSON lines also in <results>/fused/;
 #   2. profile_cuda.py: one MLP train step under torch.profiler (kernels, device time, top ops);
 #   3. the MLP sweep (run_all.py --no-cnn) at T = 100, 400, 800: HM2-BP forward and step, BPTT, snnTorch;
 #   4. one timed MNIST MLP epoch through the CLI (configs/experiment/mnist_mlp.yaml, batch 64);
@@ -14,15 +17,16 @@
 # Each stage has its own time limit (seconds, environment variables below) so the whole script
 # ends inside one short lease; a stage that runs out is reported as such and the next one starts.
 # Everything goes to <results folder>: log.txt (all output; LOG=<file> puts it elsewhere) and one
-# folder per stage, packed into results.tgz at the end.
+# folder per stage, packed into results.tgz at the end. With triton importable, every stage after
+# 1b runs the fused scans ("auto"); fused_scans.py times the eager path beside them.
 set -u
 RES=${1:?results folder}
 DATA=${2:?folder with MNIST/raw}
 DEV=${3:-cuda}
 T_CHECK=${T_CHECK:-60} T_PROFILE=${T_PROFILE:-60} T_SWEEP=${T_SWEEP:-120} T_EPOCH=${T_EPOCH:-150}
-T_CNN=${T_CNN:-100} T_TEST=${T_TEST:-60} T_PATHS=${T_PATHS:-60}
+T_CNN=${T_CNN:-100} T_TEST=${T_TEST:-60} T_PATHS=${T_PATHS:-60} T_FUSED=${T_FUSED:-120}
 PY=${PY:-python3}
-mkdir -p "$RES"/{check,sweep,epoch,cnn}
+mkdir -p "$RES"/{check,sweep,epoch,cnn,fused}
 LOG=${LOG:-$RES/log.txt}
 START=$(date +%s)
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
@@ -39,9 +43,12 @@ stage() {  # stage <name> <limit seconds> <command...>
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 || true
   $PY -c "import torch, pytorch_lightning as pl; print('torch', torch.__version__, 'lightning', pl.__version__, 'cuda', torch.cuda.is_available())"
+  $PY -c "import triton; print('triton', triton.__version__)" || echo "triton not importable: the fused scans are skipped"
 } >>"$LOG" 2>&1
 
 stage device_check "$T_CHECK" $PY benchmarks/device_check.py --device "$DEV"
+stage fused_scans "$T_FUSED" bash -c "set -o pipefail; $PY benchmarks/fused_scans.py --device '$DEV' --T 400 --batch 64 \
+    --warmup 3 --repeats 10 | tee '$RES/fused/fused_scans.jsonl'"
 stage profile "$T_PROFILE" $PY benchmarks/profile_cuda.py --device "$DEV" --T 400 --batch 64
 stage mlp_sweep "$T_SWEEP" $PY benchmarks/run_all.py --device "$DEV" --no-cnn --T 100 400 800 --repeats 5 \
     --out "$RES/sweep" --timeout 60

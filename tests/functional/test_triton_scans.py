@@ -11,8 +11,10 @@ come out identical.)
 from __future__ import annotations
 
 import os
+import sys
 
-os.environ["TRITON_INTERPRET"] = "1"  # before any import of triton (the kernels decorate at import)
+_IMPORTED_EARLY = "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1"
+os.environ["TRITON_INTERPRET"] = "1"  # before any import of triton (it reads the setting at import)
 
 import dataclasses  # noqa: E402
 
@@ -25,7 +27,12 @@ from hm2bp.functional.lif import LIFScan  # noqa: E402
 from hm2bp.functional.scan_backend import triton_importable  # noqa: E402
 from hm2bp.functional.spsp import adjoint_trace  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not triton_importable(), reason="triton is not installed (optional; the dev extra has it)")
+pytestmark = [
+    pytest.mark.skipif(_IMPORTED_EARLY, reason="triton was imported before TRITON_INTERPRET=1 could be set; run "
+                       "this file in its own process"),
+    pytest.mark.skipif(not _IMPORTED_EARLY and not triton_importable(),
+                       reason="triton is not installed (optional; the dev extra has it)"),
+]
 
 TRACE_TOL = 1e-5  # of the largest |value|: see the module docstring
 

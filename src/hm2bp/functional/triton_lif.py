@@ -47,8 +47,9 @@ def _lif_kernel(cur_ptr, spk_ptr, ep_ptr, u_ptr, cd_ptr, prev_ptr, cnt_ptr, lat_
         pre = tl.arange(0, BLOCK_N)
         # lat[j, i] = W_lat[i, j]: row j is what a spike of neuron j adds to every neuron i
         lat = tl.load(lat_ptr + pre[:, None] * N + cols[None, :], mask=(pre[:, None] < N) & mask[None, :], other=0.0)
-    for k in range(0, L):
-        x = tl.load(cur_ptr + k * n + offs, mask=mask, other=0.0)
+    cur_row, spk_row = cur_ptr + offs, spk_ptr + offs  # advanced a row per step (no 32-bit k * n)
+    for _ in range(0, L):
+        x = tl.load(cur_row, mask=mask, other=0.0)
         ep = tl.fma(ep, leak_s, x)
         if LATERAL:
             ep = ep + tl.sum(prev[:, None] * lat, axis=0)
@@ -61,7 +62,9 @@ def _lif_kernel(cur_ptr, spk_ptr, ep_ptr, u_ptr, cd_ptr, prev_ptr, cnt_ptr, lat_
             s = u > theta
             u = tl.where(s, 0.0, u)
         sf = s.to(tl.float32)
-        tl.store(spk_ptr + k * n + offs, s.to(tl.uint8), mask=mask)
+        tl.store(spk_row, s.to(tl.uint8), mask=mask)
+        cur_row += n
+        spk_row += n
         cnt += sf
         if LATERAL:
             prev = sf

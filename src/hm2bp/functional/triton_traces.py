@@ -23,20 +23,23 @@ BLOCK = 256  # neurons per program
 
 
 @triton.jit
-def _adjoint_kernel(ws_ptr, xb_off, rows, n, shift, min_pre, decay_a, decay_b, scale, BLOCK_N: tl.constexpr):
+def _adjoint_kernel(ws_ptr, xb_off, last, rows, n, shift, min_pre, decay_a, decay_b, scale,
+                    BLOCK_N: tl.constexpr):
     offs = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     mask = offs < n
     ga = tl.zeros([BLOCK_N], dtype=tl.float32)
     gb = tl.zeros([BLOCK_N], dtype=tl.float32)
+    row = ws_ptr + last + offs  # row t = rows - 1, moved back a row per step (no 32-bit t * n)
     for i in range(0, rows):
         t = rows - 1 - i
-        xa = tl.load(ws_ptr + t * n + offs, mask=mask, other=0.0)
-        xb = tl.load(ws_ptr + xb_off + t * n + offs, mask=mask, other=0.0)
+        xa = tl.load(row, mask=mask, other=0.0)
+        xb = tl.load(row + xb_off, mask=mask, other=0.0)
         ga = tl.fma(ga, decay_a, xa)
         gb = tl.fma(gb, decay_b, xb)
         q = (ga - gb) * scale
         q = tl.where(t - shift < min_pre, 0.0, q)
-        tl.store(ws_ptr + t * n + offs, q, mask=mask)  # row t was read above by the same program
+        tl.store(row, q, mask=mask)  # row t was read above by the same program
+        row -= n
 
 
 def adjoint_scan(workspace: Tensor, rows: int, n: int, shared: bool, *, decay_a: float, decay_b: float,
@@ -45,8 +48,8 @@ def adjoint_scan(workspace: Tensor, rows: int, n: int, shared: bool, *, decay_a:
     first, ``X_b`` right after it unless ``shared`` (one raster for both). Returns ``Q`` ``[rows -
     shift, n]``, a view of the first ``rows n`` elements (rows ``shift ..``)."""
     xb_off = 0 if shared else rows * n
-    _adjoint_kernel[(triton.cdiv(n, BLOCK),)](workspace, xb_off, rows, n, shift, min_pre_time, decay_a, decay_b,
-                                              scale, BLOCK_N=BLOCK)
+    _adjoint_kernel[(triton.cdiv(n, BLOCK),)](workspace, xb_off, (rows - 1) * n, rows, n, shift, min_pre_time,
+                                              decay_a, decay_b, scale, BLOCK_N=BLOCK)
     return workspace[: rows * n].view(rows, n)[shift:]
 
 
@@ -56,16 +59,21 @@ def _psp_kernel(src_ptr, a_ptr, b_ptr, T, n, shift, first, decay_a, decay_b, BLO
     mask = offs < n
     aa = tl.zeros([BLOCK_N], dtype=tl.float32)
     ab = tl.zeros([BLOCK_N], dtype=tl.float32)
+    src, out_a, out_b = src_ptr + offs, a_ptr + offs, b_ptr + offs  # a row per step (no 32-bit t * n)
     for t in range(0, T):
         k = t - shift  # the input row that lands at t
         # the step test as a block (offs * 0 + k): a block mask and-ed with a scalar comparison fails
         # in the interpreter ("mask has unsupported dtype")
         live = mask & ((offs * 0 + k) >= first)
-        x = tl.load(src_ptr + k * n + offs, mask=live, other=0).to(tl.float32)
+        x = tl.load(src, mask=live, other=0).to(tl.float32)
         aa = tl.fma(aa, decay_a, x)
         ab = tl.fma(ab, decay_b, x)
-        tl.store(a_ptr + t * n + offs, aa, mask=mask)
-        tl.store(b_ptr + t * n + offs, ab, mask=mask)
+        tl.store(out_a, aa, mask=mask)
+        tl.store(out_b, ab, mask=mask)
+        out_a += n
+        out_b += n
+        if k >= 0:
+            src += n
 
 
 def psp_scan(spikes: Tensor, out_a: Tensor, out_b: Tensor, *, decay_a: float, decay_b: float, shift: int,
