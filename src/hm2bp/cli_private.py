@@ -11,7 +11,9 @@ named hook instead, which :class:`hm2bp.cli_app.HM2BPCLI` implements:
     ``LightningCLI.__init__`` calls it right after parsing, before any public hook, and there
     ``torch.load``-s the ``--ckpt_path`` file to read the model's hyper-parameters. ``last``/``best``
     must become a file first, and a missing, corrupt or official text checkpoint must give one clear
-    error instead of a traceback from ``torch.load``.
+    error instead of a traceback from ``torch.load``. hm2bp then applies the checkpoint's
+    hyper-parameters itself, all but the network's and the loss's settings, so that the user's
+    flags for those are never silently replaced (``CONFIG_OWNED_HPARAMS``).
 ``_set_seed`` -> :meth:`~LightningCLIHooks.check_seed`
     Lightning replaces an out-of-range ``seed_everything`` by 0 with a warning; hm2bp refuses it.
 ``_run_subcommand`` -> :meth:`~LightningCLIHooks.command_failed` and :meth:`~LightningCLIHooks.command_ended`
@@ -25,6 +27,9 @@ Private names read, not overridden: ``LightningCLI._get`` (a key of the command'
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
@@ -32,6 +37,8 @@ from pytorch_lightning.strategies.launchers.subprocess_script import _Subprocess
 CHECKED_AGAINST = "2.6.6"  # pytorch_lightning version every name of this module was checked against
 OVERRIDDEN = ("_parse_ckpt_path", "_set_seed", "_run_subcommand")  # private LightningCLI methods overridden
 READ = ("_get",)  # private LightningCLI methods called
+# hyper-parameters of a checkpoint that --ckpt_path does not apply over the config (_parse_ckpt_path)
+CONFIG_OWNED_HPARAMS = ("network", "loss", "_instantiator", "_class_path")
 
 
 class LightningCLIHooks(LightningCLI):
@@ -56,8 +63,22 @@ class LightningCLIHooks(LightningCLI):
 
     # ------------------------------------------------------------------ the private overrides
     def _parse_ckpt_path(self) -> None:
+        # Lightning's version applies *every* hyper-parameter of the checkpoint over the parsed config.
+        # A checkpoint now stores the network's and the loss's settings (so that
+        # SpikingClassifier.load_from_checkpoint needs no argument); on the command line those would
+        # silently beat the user's --model.network / --model.loss flags (a resume with another
+        # regulariser, a test with other counts). hm2bp applies the other keys only: the config keeps
+        # the network and the loss, and a network that does not fit the weights is refused when the
+        # checkpoint is loaded (hm2bp.cli_checks.check_checkpoint_fits).
         self.resolve_ckpt_path()
-        super()._parse_ckpt_path()
+        command = self.config.get("subcommand")
+        ckpt_path = self.config[command].get("ckpt_path") if command else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        hparams = {k: v for k, v in hparams.items() if k not in CONFIG_OWNED_HPARAMS}
+        if hparams:
+            self.config = self.parser.parse_object({command: {"model": hparams}}, self.config)
 
     def _set_seed(self) -> None:
         self.check_seed(self._get(self.config, "seed_everything"))

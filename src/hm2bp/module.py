@@ -14,9 +14,9 @@ rebuilds the trained model; :func:`hm2bp.load` also takes a run folder. The opti
 and boosting are not stored (a loaded model has the defaults; they only matter for training, and
 ``hm2bp fit --ckpt_path`` resumes from the run's config). A checkpoint written before the settings
 were stored loads with the network given: ``load_from_checkpoint(path, network=..., loss=...)``.
-The command line reads these settings too: LightningCLI applies a ``--ckpt_path`` checkpoint's
-hyper-parameters over the configuration, so ``hm2bp test --ckpt_path`` evaluates the network the
-checkpoint was trained as.
+The command line does not read these two settings: with ``--ckpt_path`` the config and the flags
+keep the network and the loss (:mod:`hm2bp.cli_private`), and a network that does not fit the
+checkpoint's weights is refused with one error.
 
 Prediction is the argmax of the output counts. Ties go to the lowest class index, so an
 all-silent output predicts class 0, as the official program does (docs/algorithm.md, "Training loop
