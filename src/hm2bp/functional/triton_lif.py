@@ -33,9 +33,10 @@ MAX_LATERAL = 1024  # largest layer whose lateral matrix one program holds
 def _lif_kernel(cur_ptr, spk_ptr, ep_ptr, u_ptr, cd_ptr, prev_ptr, cnt_ptr, lat_ptr,
                 L, n, N, leak_s, leak_m, theta,
                 R: tl.constexpr, LATERAL: tl.constexpr, BLOCK_N: tl.constexpr):
-    # program (row, col): neurons row * N + col * BLOCK_N + [0, BLOCK_N) of the flattened state [n]
-    row = tl.program_id(0)
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    # program (col, row): neurons row * N + col * BLOCK_N + [0, BLOCK_N) of the flattened state [n]
+    # (the long axis first: CUDA grids allow 2^31 - 1 programs there, 65535 on the second)
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row = tl.program_id(1)
     mask = cols < N
     offs = row * N + cols
     ep = tl.load(ep_ptr + offs, mask=mask, other=0.0)
@@ -89,11 +90,11 @@ def lif_steps(current: Tensor, spikes: Tensor, ep: Tensor, u: Tensor, countdown:
     L, n = current.shape
     if lateral_t is not None:
         N = lateral_t.shape[0]
-        grid, block = (n // N, 1), triton.next_power_of_2(N)
+        grid, block = (1, n // N), triton.next_power_of_2(N)
         lat = lateral_t
     else:
         N, block = n, BLOCK
-        grid, lat = (1, triton.cdiv(n, BLOCK)), counts  # lat unused: any float32 pointer
+        grid, lat = (triton.cdiv(n, BLOCK), 1), counts  # lat unused: any float32 pointer
     _lif_kernel[grid](current, spikes, ep, u, countdown, prev, counts, lat, L, n, N, leak_s, leak_m, theta,
                       R=refractory, LATERAL=lateral_t is not None, BLOCK_N=block)
 
