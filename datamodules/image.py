@@ -27,8 +27,9 @@ class RateCodedImageDataModule(SpikeDataModule):
             trains (official MLP).
         batch_size, num_workers, seed: see ``SpikeDataModule``.
         pixel_order: ``"raster"`` (input k is pixel k) or ``"compact"`` (input k is the image's
-            k-th nonzero pixel in raster order: the official MNIST MLP reader,
-            :func:`hm2bp.datamodules.encoding.compact_nonzero`). Fully connected networks only.
+            k-th nonzero pixel in raster order: the authors' MNIST reader before its fix of
+            2018-01-12, :func:`hm2bp.datamodules.encoding.compact_nonzero`; their published log
+            used raster order). Fully connected networks only.
         order: training order, ``"permutation"`` (a fresh seeded permutation every epoch) or
             ``"swaps"`` (the authors': file order plus 5000 random swaps per epoch,
             :func:`hm2bp.datamodules.base.swap_permutation`).

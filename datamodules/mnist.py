@@ -64,7 +64,7 @@ class MNISTDataModule(RateCodedImageDataModule):
             docs/algorithm.md, "Input encoding"; :func:`hm2bp.datamodules.augment.random_distortion`),
             keyed by ``(seed, index, epoch)``; validation and test images are never augmented.
         elastic_distortion, scale, rotation: its magnitudes (official: 3.4 px, 12 %, 12 degrees).
-        pixel_order: ``"compact"`` reproduces the official MLP reader (see the base class).
+        pixel_order: ``"compact"`` reproduces the authors' MLP reader before its 2018-01-12 fix (see the base class).
         order: ``"swaps"`` reproduces the authors' partial shuffle (see the base class).
     """
 
