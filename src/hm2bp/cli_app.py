@@ -12,6 +12,8 @@ What it adds to LightningCLI, each in its own module:
 - checks before any process is launched or anything is written (:mod:`hm2bp.cli_checks`);
 - ``--test_after_fit``: the best checkpoint (the last one when there is no validation) is tested
   after ``fit`` in the same run;
+- the score lines of ``test``, ``validate`` and ``--test_after_fit``, with the number of samples
+  scored (:mod:`hm2bp.cli_report`);
 - private LightningCLI methods are overridden only in :mod:`hm2bp.cli_private`.
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ from hm2bp.ckpt_path import CkptChoice, resolve_ckpt_path
 from hm2bp.cli_config import check_config_files, expand_composed_configs, target_injection_follows_loss
 from hm2bp.cli_errors import known_cause, say
 from hm2bp.cli_private import LightningCLIHooks, drop_anonymous_none, finish_wandb, relaunches_command_line
+from hm2bp.cli_report import SampleCount, score_line
 from hm2bp.module import SpikingClassifier
 from hm2bp.run_record import RunConfig, redirect_loggers
 from hm2bp.runs import EVAL_COMMANDS, RunFolder, explicit_ckpt_dirs
@@ -157,6 +160,8 @@ class HM2BPCLI(LightningCLIHooks):
             trainer.callbacks.insert(0, CheckpointOnInterrupt(dirpath=first.dirpath if first else ckpt_dir))
         if self.subcommand == "predict":
             trainer.callbacks.insert(0, PredictionWriter(str(self.run.path / "predictions.csv")))
+        else:
+            trainer.callbacks.append(SampleCount())  # the score lines' sample counts
         return trainer
 
     # ------------------------------------------------------------------ checks before any work, then the run folder
@@ -217,10 +222,25 @@ class HM2BPCLI(LightningCLIHooks):
             return
         ckpt = self.final_checkpoint()
         results = self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt or None)
-        if self.trainer.is_global_zero and results:
-            silent = results[0].get("test/silent_output")
-            extra = f", all-silent outputs {100.0 * silent:.2f}%" if silent is not None else ""
-            print(f"TEST ACCURACY: {100.0 * results[0]['test/acc']:.2f}%  (checkpoint: {ckpt or 'last weights'}{extra})")
+        if results:
+            self._print_score("test", results[0], ckpt or "last weights")
+
+    def _print_score(self, stage: str, metrics, checkpoint: str) -> None:
+        """``TEST ACCURACY: ... % on <n> samples (checkpoint: ...)`` on global rank zero."""
+        counter = next((cb for cb in self.trainer.callbacks if isinstance(cb, SampleCount)), None)
+        line = score_line(stage, metrics, counter.counts.get(stage) if counter else None, checkpoint)
+        if line is not None and self.trainer.is_global_zero:
+            print(line)
+
+    def _scored_checkpoint(self) -> str:
+        """What ``validate``/``test`` scored: the ``--ckpt_path`` file, else the config's initial weights."""
+        return self.ckpt.official or self.ckpt.ckpt_path or "none, the model's initial weights"
+
+    def after_validate(self) -> None:
+        self._print_score("val", self.trainer.callback_metrics, self._scored_checkpoint())
+
+    def after_test(self) -> None:
+        self._print_score("test", self.trainer.callback_metrics, self._scored_checkpoint())
 
     def final_checkpoint(self) -> str:
         """The checkpoint ``--test_after_fit`` tests: the best one a monitoring ``ModelCheckpoint``
