@@ -33,28 +33,83 @@ its first step leaves no run folder and no W&B run. Ctrl-C during ``fit`` saves 
 (``hm2bp.callbacks.CheckpointOnInterrupt``). Checkpoints are written atomically
 (``hm2bp.checkpoint.AtomicCheckpointIO``).
 
+Help (:mod:`hm2bp.cli_help`): ``hm2bp --help`` lists every verb and option; ``hm2bp <verb> --help``
+the options people change, on one screen; ``hm2bp <verb> --help full`` LightningCLI's complete list.
+``test``/``validate`` (and ``fit`` with ``--test_after_fit``) print their score with the number of
+samples scored (:mod:`hm2bp.cli_report`).
+
 This module is the console entry point only: the LightningCLI subclass and :func:`cli_main` live in
-:mod:`hm2bp.cli_app` (re-exported here), the ``export`` verb in :mod:`hm2bp.nir.command`.
+:mod:`hm2bp.cli_app` (re-exported here, loaded when first used, so that help needs no Lightning), the
+``export`` verb in :mod:`hm2bp.nir.command`.
 """
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from hm2bp.cli_app import HM2BPCLI, cli_main
 from hm2bp.cli_errors import EXIT_USAGE, debug_requested, is_known, one_line
+from hm2bp.cli_help import LIGHTNING_VERBS, VERBS, help_request, main_help, verb_help, verb_of
+
+if TYPE_CHECKING:
+    from hm2bp.cli_app import HM2BPCLI, cli_main
 
 __all__ = ["HM2BPCLI", "cli_main", "main"]
 
 
+def __getattr__(name: str):
+    if name in ("HM2BPCLI", "cli_main"):  # Lightning loads only when the CLI itself is used
+        from hm2bp import cli_app
+
+        return getattr(cli_app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _verb(argv: list[str]) -> int:
+    """The index of the verb in ``argv``; one error when there is none or it is unknown."""
+    from hm2bp.errors import ConfigError
+
+    found = verb_of(argv)
+    choices = ", ".join(VERBS)
+    if found is None:
+        raise ConfigError(f"give a verb: {choices} (hm2bp --help lists them and their options)")
+    k, verb = found
+    if verb not in VERBS:
+        raise ConfigError(f"unknown verb {verb!r}: choose {choices} (hm2bp --help)")
+    return k
+
+
+def _require_config(verb: str, args: list[str]) -> None:
+    """A verb run without ``--config`` (nor a ``--model``/``--data`` file): one error that says what to give."""
+    from hm2bp.errors import ConfigError
+
+    if not any(a in ("-c", "--config") or a.startswith(("--config=", "--model", "--data")) for a in args):
+        raise ConfigError(f"{verb} needs --config FILE, e.g. hm2bp {verb} --config configs/experiment/digits.yaml "
+                          f"(hm2bp {verb} --help)")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``hm2bp`` console script: known errors as one line, exit status 2."""
+    """Entry point of the ``hm2bp`` console script: help pages, the verbs, and known errors as one
+    line (exit status 2)."""
     debug, argv = debug_requested(list(sys.argv[1:] if argv is None else argv))
     try:
-        if argv[:1] == ["export"]:  # NIR export verb
+        kind, argv = help_request(argv) or (None, argv)  # `--help full` leaves LightningCLI's own --help
+        if kind == "main":
+            sys.stdout.write(main_help())
+            return
+        k = _verb(argv)
+        if kind == "verb":
+            sys.stdout.write(verb_help(argv[k]))
+            return
+        if argv[k] == "export":  # NIR export verb
             from hm2bp.nir.command import export_command
 
-            export_command(argv[1:])
+            export_command(argv[:k] + argv[k + 1:])
             return
+        assert argv[k] in LIGHTNING_VERBS
+        if kind != "full":
+            _require_config(argv[k], argv[:k] + argv[k + 1:])
+        from hm2bp.cli_app import cli_main
+
         cli_main(argv)
     except Exception as err:  # noqa: BLE001
         if debug or not is_known(err):
