@@ -6,7 +6,7 @@
 Two parts, each interleaved (every configuration of a row runs back to back, so load drift hits
 them alike), every record with the 1-minute load average before and after it:
 
-* **ratio** (T = 400, batch ``--ratio-batch``, default 64): the HM2-BP CNN train step and forward
+* **ratio** (T ``--ratio-T``, default 400, batch ``--ratio-batch``, default 64): the HM2-BP CNN train step and forward
   (``bench_cnn.py``) and the HM2-BP MLP 784-800-10 train step (``bench_mlp.py``, p = 0.03), in
   ``--ratio-rounds`` rounds; the table gives CNN step / MLP step of each round.
 * **sweep** (batch ``--batch``, default 16, T in ``--T``): ``bench_cnn.py`` for the HM2-BP forward,
@@ -58,7 +58,8 @@ def tables(records: list[dict], rules: list[str], Ts: list[int], batch: int, rat
     out = []
     ratio = [r for r in records if r.get("part") == "ratio"]
     if ratio:
-        out += [f"### Paper CNN against the MLP, T = 400, batch {ratio_batch}, {threads} thread(s) (best step of each process)",
+        ratio_T = ratio[0]["T"]
+        out += [f"### Paper CNN against the MLP, T = {ratio_T}, batch {ratio_batch}, {threads} thread(s) (best step of each process)",
                 "", "| round | CNN forward s | CNN step s | MLP step s | CNN step / MLP step | CNN step / CNN forward | load avg (1 min) |",
                 "|---|---|---|---|---|---|---|"]
         for k in sorted({r["round"] for r in ratio}):
@@ -127,6 +128,7 @@ def main() -> None:
     ap.add_argument("--T", type=int, nargs="+", default=[50, 100, 200, 400])
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--ratio-batch", type=int, default=64)
+    ap.add_argument("--ratio-T", type=int, default=400, help="T of the CNN-vs-MLP part")
     ap.add_argument("--ratio-rounds", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
@@ -156,12 +158,12 @@ def main() -> None:
             for label in ("forward", "hm2bp", "mlp"):
                 if label == "mlp":
                     cmd = [sys.executable, str(HERE / "bench_mlp.py"), "--rule", "hm2bp", "--mode", "train",
-                           "--batch", str(args.ratio_batch), "--T", "400", *common]
+                           "--batch", str(args.ratio_batch), "--T", str(args.ratio_T), *common]
                 else:
                     cmd = [sys.executable, str(HERE / "bench_cnn.py"), *CNN_RULES[label], "--batch",
-                           str(args.ratio_batch), "--T", "400", *common, *data]
+                           str(args.ratio_batch), "--T", str(args.ratio_T), *common, *data]
                 rec = _run(cmd, args.timeout)
-                rec.update(part="ratio", label=label, round=k + 1, T=400)
+                rec.update(part="ratio", label=label, round=k + 1, T=args.ratio_T)
                 records.append(rec)
                 _show(f"ratio round {k + 1} {label}", rec)
                 save()
