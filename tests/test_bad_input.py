@@ -202,7 +202,7 @@ def test_batch_not_divisible_by_world_size_in_the_datamodule():
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    (dict(val_size=-1), r"val_size=-1 must be > 0"),
+    (dict(val_size=-1), r"val_size=-1 must be >= 0"),
     (dict(test_size=0), r"test_size=0 must be > 0"),  # val_size=0: no validation (tests/cli/test_no_validation.py)
     (dict(test_size=True), r"test_size must be a number, got True"),
     (dict(val_size=2.5), r"val_size must be a whole number, got 2\.5"),

@@ -90,7 +90,7 @@ def test_model_and_data_must_fit(spec, pattern):
 
 # ----------------------------------------------------------------------------- data values and folders
 @pytest.mark.parametrize("kwargs, pattern", [
-    (dict(val_size=-5), r"data\.init_args\.val_size=-5 must be > 0"),
+    (dict(val_size=-5), r"data\.init_args\.val_size=-5 must be >= 0"),
     (dict(num_workers=-1), r"data\.init_args\.num_workers=-1 must be >= 0"),
     (dict(batch_size=0), r"data\.init_args\.batch_size=0 must be >= 1"),
     (dict(time_steps=1), r"data\.init_args\.time_steps=1 must be >= 2"),

@@ -72,7 +72,7 @@ def count_or_fraction(key: str, value, zero_ok: bool = False) -> int | float:
         if not isinstance(value, bool) and value == 0:
             return 0
         hint += ", or 0 to hold out none"
-    v = number(key, value, low=0, low_open=True, hint=hint)
+    v = number(key, value, low=0, low_open=not zero_ok, hint=hint)
     if v < 1:
         return float(v)
     return number(key, v, integer=True, hint=hint)

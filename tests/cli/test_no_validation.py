@@ -23,7 +23,7 @@ def test_zero_holds_out_nothing_and_only_zero_does():
     assert val_count("data.init_args.val_size", 0, 10, zero_ok=True) == 0
     with pytest.raises(ConfigError, match=r"val_size=0 must be > 0"):  # other held-out sizes keep refusing 0
         val_count("data.init_args.val_size", 0, 10)
-    with pytest.raises(ConfigError, match=r"val_size=-1 must be > 0; .* or 0 to hold out none"):
+    with pytest.raises(ConfigError, match=r"val_size=-1 must be >= 0; .* or 0 to hold out none"):
         seeded_split(10, -1, seed=0)
     with pytest.raises(ConfigError, match=r"val_size=0\.01 leaves no samples"):  # a fraction rounding to 0
         seeded_split(10, 0.01, seed=0)
