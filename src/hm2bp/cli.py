@@ -4,7 +4,7 @@
     hm2bp fit --config configs/experiment/digits.yaml --ckpt_path last      # resume the latest run
     hm2bp test --config configs/experiment/digits.yaml --ckpt_path best     # its best checkpoint
     hm2bp predict --config configs/experiment/digits.yaml --ckpt_path best  # -> predictions.csv
-    hm2bp export --config configs/experiment/digits.yaml --ckpt_path best --out model.nir
+    hm2bp export --config configs/experiment/digits.yaml --ckpt_path <run>/checkpoints/last.ckpt --out model.nir
 
 Values that must agree between data and model (input size, class count, T) are linked from
 the instantiated datamodule into ``SpikingClassifier`` (``num_inputs``, ``num_classes``,

@@ -77,7 +77,7 @@ OPTIONS = (
 MAIN_OPTIONS = (
     Option("-c, --config FILE", "experiment file, configs/experiment/*.yaml (required; repeatable)"),
     Option("--<section>.<key> VALUE", "any key of the trainer, model or data section"),
-    Option("--ckpt_path FILE|last|best", "fit: resume from it; the other verbs: the weights to use"),
+    Option("--ckpt_path FILE|last|best", "fit: resume from it; the others: the weights (export: a file)"),
     Option("--seed_everything N|true", "seed of the weights and the spike encoding (true: a random one)"),
     Option("--test_after_fit true|false", "fit: test the best checkpoint afterwards"),
     Option("--threads N", "CPU threads of torch (default 1; 0: torch's default)"),
