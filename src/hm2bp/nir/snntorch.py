@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from hm2bp.nir.stepping import lif_order as _lif_order
+from hm2bp.nir.stepping import run_on_hm2bp_clock
 
 METHODS = ("import_from_nir", "nirtorch")
 
@@ -64,34 +65,15 @@ def run_snntorch(graph: nir.NIRGraph, spikes: Tensor, method: str = "import_from
     missing = [k for k in lifs if k.replace(".", "_") not in modules]
     if missing:
         raise RuntimeError(f"snnTorch model has no neuron module for {missing} (found {sorted(modules)})")
-    record: dict[str, list[Tensor]] = {k: [] for k in lifs}
-    hooks = [modules[k.replace(".", "_")].register_forward_hook(
-        lambda mod, args, out, k=k: record[k].append((out[0] if isinstance(out, tuple) else out).detach().clone()))
-        for k in lifs]
-    T, B = spikes.shape[:2]
-    shape = [int(v) for v in next(n for n in graph.nodes.values() if isinstance(n, nir.Input)).input_type["input"]]
-    x = torch.zeros(T, B, *shape)
-    x[1:] = spikes[:-1].reshape(T - 1, B, *shape).float()  # present x[t-1] at step t
     for module in modules.values():  # fresh state: snnTorch keeps it on the module between calls
         module.reset_hidden() if hasattr(module, "reset_hidden") else None
         for attr in ("syn", "mem", "spk"):
             if hasattr(module, attr):
                 setattr(module, attr, torch.zeros(0))
-    try:
-        with torch.no_grad():
-            state = None
-            for t in range(T):
-                out = model(x[t]) if state is None else model(x[t], state)
-                if isinstance(out, tuple):
-                    state = out[1]
-    finally:
-        for h in hooks:
-            h.remove()
-    result = {}
-    for k_index, k in enumerate(lifs):
-        trains = torch.stack(record[k])  # [T, B, ...] on the importer's clock
-        aligned = torch.zeros_like(trains)
-        aligned[k_index:] = trains[: T - k_index]
-        name = (graph.nodes[k].metadata or {}).get("hm2bp_layer", k)
-        result[str(name.decode() if isinstance(name, bytes) else name)] = aligned
-    return result
+    return run_on_hm2bp_clock(model, graph, spikes, {k: modules[k.replace(".", "_")] for k in lifs}, step=_snntorch_step)
+
+
+def _snntorch_step(model: torch.nn.Module, x: Tensor, state):
+    """One snnTorch step: ``import_from_nir`` models take the input only, NIRTorch's take and return a state."""
+    out = model(x) if state is None else model(x, state)
+    return out[1] if isinstance(out, tuple) else None

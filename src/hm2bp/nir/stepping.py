@@ -4,8 +4,8 @@ hm2bp delivers a layer's input spikes one step later (``x[t] = W s_in[t-1]``); N
 input in the step it arrives. :func:`run_on_hm2bp_clock` presents ``x[t-1]`` at step ``t``, so the
 importer's first spiking layer fires exactly when hm2bp's does and its layer ``k`` (1-based) ``k - 1``
 steps earlier; it reads layer ``k`` ``k - 1`` steps later (the importer's last ``k - 1`` steps fall
-beyond hm2bp's ``T``). :func:`hm2bp.nir.snntorch.run_snntorch` does the same for snnTorch, whose
-modules keep their state themselves.
+beyond hm2bp's ``T``). :func:`hm2bp.nir.snntorch.run_snntorch` uses it too, with its own step (snnTorch's
+modules keep their state themselves).
 """
 from __future__ import annotations
 
@@ -39,10 +39,16 @@ def graph_dt(graph: nir.NIRGraph, default: float) -> float:
     return float(dt.item() if hasattr(dt, "item") else dt)
 
 
+def stateful_step(model: torch.nn.Module, x: Tensor, state):
+    """One step of an importer whose model returns ``(out, state)`` and takes ``state=None`` first."""
+    return model(x, state)[1]
+
+
 def run_on_hm2bp_clock(model: torch.nn.Module, graph: nir.NIRGraph, spikes: Tensor,
-                       neurons: dict[str, torch.nn.Module]) -> dict[str, Tensor]:
+                       neurons: dict[str, torch.nn.Module], step=stateful_step) -> dict[str, Tensor]:
     """Step ``model`` (``model(x_t, state) -> (out, state)``, ``state=None`` at the start) on ``spikes``
     ``[T, B, *input]`` and record the first output of each module in ``neurons`` (``{CubaLIF node: module}``).
+    ``step(model, x_t, state) -> state`` advances the model one step (:func:`stateful_step` by default).
 
     Returns ``{hm2bp layer name: float spikes [T, B, ...]}`` on hm2bp's clock (module docstring).
     """
@@ -62,7 +68,7 @@ def run_on_hm2bp_clock(model: torch.nn.Module, graph: nir.NIRGraph, spikes: Tens
         with torch.no_grad():
             state = None
             for t in range(T):
-                _, state = model(x[t], state)
+                state = step(model, x[t], state)
     finally:
         for h in hooks:
             h.remove()
