@@ -9,7 +9,10 @@ changes are the new spelling of the optimizer and schedule (``model.optimizer`` 
 new ``psp`` argument (the new name of ``spsp``, which the model configs now use), the target
 injection and W&B run name, which the CLI now derives (from the loss and from
 ``trainer.default_root_dir``), the top-level ``optimizer``/``lr_scheduler`` options, which are gone, and
-the model's later ``boosting`` option: off everywhere but in the authors' recipe.
+the model's later ``boosting`` option: off everywhere but in the authors' recipe. Later changes too:
+the network's ``scan_backend`` run-time option ("auto"), the MNIST MLP default without the
+regulariser (``reg_lambda`` 0; the authors' recipe keeps 10), the spike callbacks' ``save_png``, the
+digits callbacks' ``EpochCurve`` and ``digits_nir``'s checkpoints in each run's own folder (no ``dirpath``).
 """
 from __future__ import annotations
 
@@ -74,11 +77,27 @@ def test_composed_experiment_resolves_to_the_values_of_before(name, tmp_path, mo
     if "psp" in net_args and "psp" not in old_args:
         net_args["spsp"] = psp_option("network", net_args.pop("psp"), net_args.get("spsp"))
         old_args["spsp"] = psp_option("network", None, old_args.get("spsp"))
+    if "scan_backend" in net_args and "scan_backend" not in old_args:
+        assert net_args.pop("scan_backend") == "auto"
+    if name == "mnist_mlp":  # hm2bp's MNIST recipe drops the authors' regulariser (docs/results.md)
+        assert (net_args["reg_lambda"], old_args["reg_lambda"]) == (0.0, 10.0)
+        net_args["reg_lambda"] = old_args["reg_lambda"]
     assert new_model == old_model
 
     # trainer: the same values; the W&B run gets the same name once the CLI names it
     old_trainer, new_trainer = copy.deepcopy(before["trainer"]), copy.deepcopy(after["trainer"])
     old_logger, new_logger = old_trainer.pop("logger"), new_trainer.pop("logger")
+    # later options: the spike callbacks' save_png (on: PNGs in the run folder); the digits callbacks'
+    # EpochCurve (curves.csv in the run folder); digits_nir's checkpoints in the run's own folder
+    if len(new_trainer["callbacks"]) == len(old_trainer["callbacks"]) + 1:
+        curve = new_trainer["callbacks"].pop()
+        assert curve["class_path"] == "hm2bp.callbacks.EpochCurve" and name.startswith("digits"), name
+    for old_cb, new_cb in zip(old_trainer["callbacks"], new_trainer["callbacks"]):
+        if old_cb["init_args"].get("save_png") is None and "save_png" in new_cb["init_args"]:
+            assert new_cb["init_args"].pop("save_png") is True  # was None (automatic), now on by default
+            old_cb["init_args"].pop("save_png", None)
+        if name == "digits_nir" and old_cb["init_args"].get("dirpath"):
+            old_cb["init_args"]["dirpath"] = None
     assert new_trainer == old_trainer
     assert new_logger["class_path"] == old_logger["class_path"]
     moved = ("name", "save_dir")  # save_dir: the CLI writes into the run folder in both cases
