@@ -67,6 +67,18 @@ STAGES = ("train", "val", "test")
 METRICS = ("acc", "loss", "silent_output")  # logged as <stage>/<name>
 
 
+
+def check_network_fits(network: nn.Module, num_inputs: int | None, num_classes: int | None) -> None:
+    """One :class:`~hm2bp.errors.ConfigError` if ``network``'s input size or class count differs from
+    the data's (either side ``None``: nothing to check)."""
+    sizes = (("num_inputs", num_inputs, "takes {net} inputs but the datamodule provides {data}"),
+             ("num_classes", num_classes, "has {net} outputs but the datamodule has {data} classes"))
+    for attr, data, text in sizes:
+        net = getattr(network, attr, None)
+        if net is not None and data is not None and int(net) != int(data):
+            raise ConfigError(f"model/data mismatch: the network {text.format(net=net, data=data)}; "
+                              "fix model.network.init_args.spec")
+
 class SpikingClassifier(pl.LightningModule):
     """Classification with spike-count outputs: ``model(x)`` maps input spikes ``[T, B, *in]`` to output
     spike counts ``[B, classes]``; ``model.network(x)`` gives the trains ``[T, B, classes]``.
@@ -121,22 +133,11 @@ class SpikingClassifier(pl.LightningModule):
         self.network = network
         self.loss = loss if loss is not None else SpikeCountLoss()
         self.save_hyperparameters(self.stored_hparams(num_inputs, num_classes, time_steps))
-        net_in = getattr(network, "num_inputs", None)
-        net_out = getattr(network, "num_classes", None)
-        if num_inputs is not None and net_in is not None and net_in != num_inputs:
-            raise ConfigError(
-                f"model/data mismatch: the network takes {net_in} inputs but the datamodule provides "
-                f"{num_inputs}; fix model.network.init_args.spec"
-            )
-        if num_classes is not None and net_out is not None and net_out != num_classes:
-            raise ConfigError(
-                f"model/data mismatch: the network has {net_out} outputs but the datamodule has "
-                f"{num_classes} classes; fix model.network.init_args.spec"
-            )
+        check_network_fits(network, num_inputs, num_classes)
         if time_steps is not None:
             check_counts_fit(self.loss, network, int(time_steps))
-        self.num_inputs = num_inputs or net_in
-        self.num_classes = num_classes or net_out
+        self.num_inputs = num_inputs or getattr(network, "num_inputs", None)
+        self.num_classes = num_classes or getattr(network, "num_classes", None)
         self.time_steps = time_steps
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
@@ -285,20 +286,7 @@ class SpikingClassifier(pl.LightningModule):
                 f"T mismatch: the datamodule produces T={data_t} time steps but the model was built for "
                 f"T={self.time_steps}; link them (the CLI does) or set both to the same value"
             )
-        net_in = getattr(self.network, "num_inputs", None)
-        data_in = getattr(dm, "num_inputs", None)
-        if net_in is not None and data_in is not None and int(net_in) != int(data_in):
-            raise ConfigError(
-                f"model/data mismatch: the network takes {net_in} inputs but the datamodule provides "
-                f"{data_in}; fix model.network.init_args.spec"
-            )
-        net_out = getattr(self.network, "num_classes", None)
-        data_out = getattr(dm, "num_classes", None)
-        if net_out is not None and data_out is not None and int(net_out) != int(data_out):
-            raise ConfigError(
-                f"model/data mismatch: the network has {net_out} outputs but the datamodule has "
-                f"{data_out} classes; fix model.network.init_args.spec"
-            )
+        check_network_fits(self.network, getattr(dm, "num_inputs", None), getattr(dm, "num_classes", None))
         if data_t is not None and self.time_steps is None:
             check_counts_fit(self.loss, self.network, int(data_t))
 
