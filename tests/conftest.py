@@ -7,6 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+# Without a GPU, Triton's kernels run in its interpreter (tests/functional/test_triton_scans.py). Triton
+# reads TRITON_INTERPRET when it is first imported, and any test that runs a network may import it (the
+# "auto" scan backend asks whether it is installed), so set it here, before any test runs.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from tests.helpers.cli_runs import digits_fit_args, final_metrics, network_weights, run_cli, run_folder
 
 REPO = Path(__file__).resolve().parents[1]
