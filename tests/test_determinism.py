@@ -73,5 +73,9 @@ def test_swap_order_is_the_authors_partial_shuffle():
     s = ResumableSampler(n, shuffle=True, seed=0, order="swaps")
     s.set_epoch(1)
     assert s.indices() == e1.tolist()
-    with pytest.raises(ValueError, match="order"):
-        ResumableSampler(n, shuffle=True, order="sorted")
+    # the order is checked once, where the user gives it (the datamodule), not again by the sampler
+    from hm2bp.datamodules import MNISTDataModule
+    from hm2bp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data\.init_args\.order must be one of \('permutation', 'swaps'\)"):
+        MNISTDataModule(order="sorted")
