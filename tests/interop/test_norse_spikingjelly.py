@@ -19,6 +19,7 @@ import torch
 from hm2bp import SpikingNetwork
 from hm2bp.nir import export_nir, import_nir
 from tests.helpers.digits import digits_network
+from tests.helpers.nir_runs import forward_all, mismatches, refractory_runs
 from tests.helpers.paths import REPO
 
 # simulator -> (distribution, pinned version, module with run_<simulator>)
@@ -34,14 +35,7 @@ def run(request):
     return getattr(importlib.import_module(module), f"run_{request.param}")
 
 
-def _mismatches(a: dict, b: dict) -> dict:
-    assert a.keys() == b.keys()
-    return {k: int((a[k].float() != b[k].float()).sum()) for k in a}
-
-
-def _forward(net, x) -> dict:
-    with torch.no_grad():
-        return net(x, return_all=True)
+_mismatches, _forward = mismatches, forward_all
 
 
 @pytest.mark.parametrize("name", sorted(SIMULATORS))
@@ -99,13 +93,9 @@ def test_the_file_round_trip_is_exact(run, trained_digits_state, digits_inputs, 
 
 def test_refractory_is_what_the_simulator_loses(run, trained_digits_state, digits_inputs):
     x, _ = digits_inputs
-    with_ref = digits_network(refractory=2)
-    with_ref.load_state_dict(trained_digits_state)
-    without = digits_network(refractory=0)
-    without.load_state_dict(trained_digits_state)
-    theirs = run(export_nir(with_ref), x)
-    assert _mismatches(_forward(without, x), theirs) == {"fc1": 0, "output": 0}
-    assert _mismatches(_forward(with_ref, x), theirs)["fc1"] > 0
+    at_zero, at_two = refractory_runs(run, trained_digits_state, x)
+    assert at_zero == {"fc1": 0, "output": 0}
+    assert at_two["fc1"] > 0
 
 
 def test_a_spiking_cnn_is_exact(run, digits_inputs):

@@ -10,15 +10,9 @@ import torch
 from hm2bp.nir import export_nir, import_nir
 from hm2bp.nir.snntorch import run_snntorch
 from tests.helpers.digits import digits_network
+from tests.helpers.nir_runs import forward_all, mismatches, refractory_runs
 
-
-def _mismatches(a: dict, b: dict) -> dict:
-    return {k: int((a[k].float() != b[k].float()).sum()) for k in a}
-
-
-def _forward(net, x) -> dict:
-    with torch.no_grad():
-        return net(x, return_all=True)
+_mismatches, _forward = mismatches, forward_all
 
 
 def test_trained_digits_network_is_exact_in_snntorch_import_from_nir(trained_digits_state, digits_inputs):
@@ -63,14 +57,10 @@ def test_lateral_inhibition_is_exact_through_nirtorch_not_import_from_nir(traine
 def test_refractory_is_what_nir_loses(trained_digits_state, digits_inputs):
     """At refractory 2 snnTorch differs from hm2bp, and equals hm2bp with refractory 0."""
     x, _ = digits_inputs
-    with_ref = digits_network(refractory=2)
-    with_ref.load_state_dict(trained_digits_state)
-    without = digits_network(refractory=0)
-    without.load_state_dict(trained_digits_state)
-    theirs = run_snntorch(export_nir(with_ref), x)
-    assert _mismatches(_forward(without, x), theirs) == {"fc1": 0, "output": 0}
-    assert _mismatches(_forward(with_ref, x), theirs)["fc1"] > 0
-    assert import_nir(export_nir(with_ref)).layers["fc1"].refractory == 2  # kept in the metadata
+    at_zero, at_two = refractory_runs(run_snntorch, trained_digits_state, x)
+    assert at_zero == {"fc1": 0, "output": 0}
+    assert at_two["fc1"] > 0
+    assert import_nir(export_nir(digits_network(refractory=2))).layers["fc1"].refractory == 2  # kept in the metadata
 
 
 def test_a_spiking_cnn_is_exact_through_nirtorch(digits_inputs):
