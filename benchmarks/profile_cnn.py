@@ -2,6 +2,7 @@
 
     python benchmarks/profile_cnn.py 1 16      # threads, batch (T = 400, MNIST images from ../shared-style data dir)
     python benchmarks/profile_cnn.py 1 16 runs/mnist_cnn/<run>/checkpoints/last.ckpt   # weights of a training run
+    python benchmarks/profile_cnn.py 1 16 /path/to/checkPoint_cnn_best.txt   # the authors' trained weights
 
 Runs two training steps (the second is reported): forward hooks time each layer's forward; a hook
 on each layer's output counts marks when its ``dE/do`` arrives in the backward, so the time
@@ -23,6 +24,7 @@ from bench_cnn import SPEC, THRESHOLDS, _images  # noqa: E402
 
 from hm2bp import SpikeCountLoss, SpikingNetwork  # noqa: E402
 from hm2bp.datamodules.encoding import bernoulli_rate  # noqa: E402
+from hm2bp.official import is_official_checkpoint, load_checkpoint  # noqa: E402
 
 
 def main() -> None:
@@ -30,7 +32,9 @@ def main() -> None:
     B = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     torch.manual_seed(0)
     net = SpikingNetwork(SPEC, THRESHOLDS, output_lateral_inhibition=1.0, spsp="official", target_injection=35)
-    if len(sys.argv) > 3:  # a Lightning checkpoint of hm2bp fit: its network weights (trained layers spike more)
+    if len(sys.argv) > 3 and is_official_checkpoint(sys.argv[3]):  # the authors' weights (hm2bp.official)
+        load_checkpoint(net, sys.argv[3])
+    elif len(sys.argv) > 3:  # a Lightning checkpoint of hm2bp fit: its network weights (trained layers spike more)
         state = torch.load(sys.argv[3], map_location="cpu", weights_only=True)["state_dict"]
         net.load_state_dict({k[len("network."):]: v for k, v in state.items() if k.startswith("network.")})
     images, y = _images(os.environ.get("HM2BP_TEST_DATA"), B)

@@ -22,7 +22,9 @@ from hm2bp.functional.conv import conv_hm2bp_backward, conv_output_shape
 from hm2bp.functional.conv_events import ConvGeometry
 from hm2bp.functional.conv_grad import CONV_MEMORY_BUDGET, conv_hm2bp_backward_events, counts_from_index, input_events
 from hm2bp.functional.forward import BLOCK, conv_forward
+from hm2bp.functional.live import LiveSamples
 from hm2bp.functional.params import CONV_THRESHOLD_EPS
+from hm2bp.functional.rule import regulariser_grad
 from hm2bp.layers.neurons import NeuronLayer
 from hm2bp.layers.spikes import Spikes
 
@@ -59,18 +61,27 @@ class _HM2BPConv(torch.autograd.Function):
         bias = bias if ctx.has_bias else None
         need_in = ctx.needs_input_grad[0]
         none = (None,) * 8
+        T = pre.shape[0]
+        per_sample = pre[0, 0].numel()
+        live = LiveSamples.of(grad_counts)
+        if live is not None:  # samples without error add exact zeros: run the rest (functional/live.py)
+            index, out_index = live.flat(index, T, per_sample), live.flat(out_index, T, post[0, 0].numel())
+            pre, post = live.rows(pre, 1), live.rows(post, 1)
+            counts_in, counts, grad_counts = live.rows(counts_in), live.rows(counts), live.rows(grad_counts)
+        B = pre.shape[1]
         if not ctx.sparse:  # dense input: the conv-form backward over time chunks
             gw, gin, gb = conv_hm2bp_backward(pre, post, weight, grad_counts, ctx.neuron, ctx.rule, stride=ctx.geom.stride,
                                               padding=ctx.geom.padding, bias=bias, need_input_grad=need_in)
-            return (gin, gw, gb, *none)
-        T, B = pre.shape[:2]
-        per_sample = pre[0, 0].numel()
-        o_in = counts_in if counts_in is not None else counts_from_index(index, B, per_sample, weight.dtype)
-        gw, gin, gb = conv_hm2bp_backward_events(
-            input_events(index, T, B, per_sample), out_index, ctx.geom, weight, grad_counts, ctx.neuron, ctx.rule,
-            o_in=o_in.reshape(pre.shape[1:]), o_out=counts, pre=pre, bias=bias, need_input_grad=need_in,
-            path=ctx.path, memory_budget=ctx.memory_budget,
-        )
+        else:
+            o_in = counts_in if counts_in is not None else counts_from_index(index, B, per_sample, weight.dtype)
+            gw, gin, gb = conv_hm2bp_backward_events(
+                input_events(index, T, B, per_sample), out_index, ctx.geom, weight, grad_counts, ctx.neuron, ctx.rule,
+                o_in=o_in.reshape(pre.shape[1:]), o_out=counts, pre=pre, bias=bias, need_input_grad=need_in,
+                path=ctx.path, memory_budget=ctx.memory_budget,
+            )
+        if live is not None:  # the regulariser once per sample of the whole batch; no error to the dropped
+            gw = gw + live.dropped * regulariser_grad(weight, ctx.rule)
+            gin = live.scatter(gin)
         return (gin, gw, gb, *none)
 
 

@@ -18,6 +18,8 @@ from hm2bp.errors import ConfigError, InputError
 from hm2bp.functional import HM2BPRule, LIFParams, LinearForward, hm2bp_backward
 from hm2bp.functional.current import as_uint8
 from hm2bp.functional.forward import BLOCK, linear_forward
+from hm2bp.functional.live import LiveSamples
+from hm2bp.functional.rule import regulariser_grad
 from hm2bp.functional.spsp import InputEvents
 from hm2bp.layers.neurons import NeuronLayer
 from hm2bp.layers.spikes import Spikes
@@ -46,6 +48,12 @@ class _HM2BPLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_counts, _grad_spikes, _grad_index):
         pre, post, weight, bias, target, counts_in, counts, events, out_index = ctx.saved_tensors
+        live = LiveSamples.of(grad_counts)
+        if live is not None:  # samples without error add exact zeros: run the rest (functional/live.py)
+            T = pre.shape[0]
+            events, out_index = live.flat(events, T, pre[0, 0].numel()), live.flat(out_index, T, post[0, 0].numel())
+            pre, post, target = live.rows(pre, 1), live.rows(post, 1), live.rows(target)
+            counts_in, counts, grad_counts = live.rows(counts_in), live.rows(counts), live.rows(grad_counts)
         pre_events = None
         if events is not None:
             pre_events = InputEvents.from_flat(events, tuple(pre.shape))
@@ -57,6 +65,9 @@ class _HM2BPLinear(torch.autograd.Function):
                                 post_index=out_index, target=target)
         gw, gin, gb = hm2bp_backward(forward, weight, grad_counts, ctx.neuron, ctx.rule, bias=bias if ctx.has_bias else None,
                                      need_input_grad=ctx.needs_input_grad[0])
+        if live is not None:  # the regulariser once per sample of the whole batch; no error to the dropped
+            gw = gw + live.dropped * regulariser_grad(weight, ctx.rule)
+            gin = live.scatter(gin)
         return gin, gw, gb, None, None, None, None, None, None, None, None
 
 

@@ -17,6 +17,7 @@ from hm2bp.functional import HM2BPRule, LIFParams
 from hm2bp.functional.conv import POOL_RULES, pool_hm2bp_backward
 from hm2bp.functional.conv_grad import CONV_MEMORY_BUDGET, input_events, pool_hm2bp_backward_events
 from hm2bp.functional.forward import BLOCK, pool_forward
+from hm2bp.functional.live import LiveSamples
 from hm2bp.layers.conv import _check_input
 from hm2bp.layers.neurons import NeuronLayer
 from hm2bp.layers.spikes import Spikes
@@ -46,17 +47,23 @@ class _HM2BPPool(torch.autograd.Function):
         none = (None,) * 10
         if not ctx.needs_input_grad[0]:
             return (None, *none)
+        live = LiveSamples.of(grad_counts)
+        if live is not None:  # samples without error pass back zeros: run the rest (functional/live.py)
+            T = pre.shape[0]
+            index, out_index = live.flat(index, T, pre[0, 0].numel()), live.flat(out_index, T, post[0, 0].numel())
+            pre, post = live.rows(pre, 1), live.rows(post, 1)
+            counts_in, counts, grad_counts = live.rows(counts_in), live.rows(counts), live.rows(grad_counts)
         if not ctx.sparse:
             grad_in = pool_hm2bp_backward(pre, post, grad_counts, ctx.window, ctx.psp_kernel, divisor=ctx.divisor,
                                           effect_ratio=ctx.effect_ratio)
-            return (grad_in, *none)
-        T, B, C, H, W = pre.shape
-        grad_in = pool_hm2bp_backward_events(
-            input_events(index, T, B, C * H * W), out_index, C, (H, W), grad_counts, ctx.window, ctx.psp_kernel,
-            divisor=ctx.divisor, o_in=counts_in.reshape(B, C, H, W), o_out=counts, effect_ratio=ctx.effect_ratio,
-            memory_budget=ctx.memory_budget,
-        )
-        return (grad_in, *none)
+        else:
+            T, B, C, H, W = pre.shape
+            grad_in = pool_hm2bp_backward_events(
+                input_events(index, T, B, C * H * W), out_index, C, (H, W), grad_counts, ctx.window, ctx.psp_kernel,
+                divisor=ctx.divisor, o_in=counts_in.reshape(B, C, H, W), o_out=counts, effect_ratio=ctx.effect_ratio,
+                memory_budget=ctx.memory_budget,
+            )
+        return (grad_in if live is None else live.scatter(grad_in), *none)
 
 
 class SpikingPool2d(NeuronLayer):
