@@ -4,6 +4,8 @@
     python benchmarks/bench_cnn.py --mode train --batch 64 --T 400              # HM2-BP step
     python benchmarks/bench_cnn.py --mode train --batch 64 --T 400 --rule bptt  # hm2bp.baselines BPTT CNN
     python benchmarks/bench_cnn.py --mode train --batch 64 --T 400 --rule snntorch
+    python benchmarks/bench_cnn.py --mode train --batch 16 --T 400 --threads 1 --data-dir /path/to/data \
+        --weights /path/to/checkPoint_cnn_best.txt   # trained weights (the authors' file or a run's .ckpt)
 
 Network: 28x28-15C5-P2-40C5-P2-300-10, thresholds 5/2/12/4/10/10, official conventions (the
 ``configs/experiment/mnist_cnn.yaml`` model: lateral inhibition 1, target injection 35). Rules:
@@ -17,7 +19,8 @@ Network: 28x28-15C5-P2-40C5-P2-300-10, thresholds 5/2/12/4/10/10, official conve
 Input: real MNIST training images rate-coded as in the datamodule (``--data-dir`` holding
 ``MNIST/raw``), or, without it, random blobs at the same density. Prints one JSON line with the
 keys of ``bench_mlp.py``: median and best seconds per step over ``--repeats`` (after one warm-up),
-per-layer spike counts, peak RSS, and ``peak_above_baseline_mib`` (the highest peak RSS of the steps,
+per-layer spike counts, the samples of the last step whose output error is not zero
+(``error_samples``: the others drop out of the backward, ``hm2bp.functional.live``), peak RSS, and ``peak_above_baseline_mib`` (the highest peak RSS of the steps,
 each step's high-water mark reset before it and read right after it, minus the RSS after imports,
 model and data creation; on CUDA the allocator's peak above its baseline instead).
 """
@@ -59,6 +62,18 @@ def _images(data_dir: str | None, batch: int) -> tuple[torch.Tensor, torch.Tenso
     x = torch.zeros(batch, 28, 28, dtype=torch.uint8)
     x[:, 6:22, 10:18] = (torch.rand(batch, 16, 8, generator=g) * 255).to(torch.uint8)
     return x, torch.randint(0, 10, (batch,), generator=g)
+
+
+def load_weights(net: torch.nn.Module, path: str) -> None:
+    """Trained weights into ``net``: the authors' checkpoint file (``hm2bp.official``) or a Lightning
+    checkpoint of ``hm2bp fit`` (its ``network.*`` entries)."""
+    from hm2bp.official import is_official_checkpoint, load_checkpoint
+
+    if is_official_checkpoint(path):
+        load_checkpoint(net, path)
+        return
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    net.load_state_dict({k[len("network."):]: v for k, v in state.items() if k.startswith("network.")})
 
 
 def _snntorch_cnn(tau_m: float = 64.0, tau_s: float = 8.0):
@@ -118,8 +133,13 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None, help="folder with MNIST/raw (default: synthetic images)")
     ap.add_argument("--conv-budget-mib", type=float, default=None,
                     help="memory budget of the conv/pool backward's sample blocks (default: the layers' 128 MiB)")
+    ap.add_argument("--weights", default=None,
+                    help="trained weights (hm2bp rule): the authors' checkPoint_cnn_best.txt or a run's .ckpt; "
+                         "default: the initial U(-0.5, 0.5) / U(-1, 1) weights")
     add_allocator_option(ap)
     args = ap.parse_args()
+    if args.weights and args.rule != "hm2bp":
+        ap.error("--weights needs --rule hm2bp")
     torch.set_num_threads(args.threads)
     apply_allocator_option(args)
     torch.manual_seed(0)
@@ -135,6 +155,8 @@ def main() -> None:
         net = BPTTNetwork(SPEC, THRESHOLDS, output_lateral_inhibition=1.0)
     else:
         net = _snntorch_cnn()
+    if args.weights:
+        load_weights(net, args.weights)
     if args.conv_budget_mib is not None:
         for layer in net.modules():
             if hasattr(layer, "memory_budget"):
@@ -175,6 +197,9 @@ def main() -> None:
         peaks.append(_rss_kib("VmHWM") if peak_reset else None)
         # count in chunks of steps: .sum() of a bool train would first copy it to int64 (8 bytes a neuron-step)
         counts = {k: int(spike_counts(v.detach(), torch.float64).sum()) for k, v in outs.items()}
+        out_counts = spike_counts(outs["output"].detach(), torch.float64).requires_grad_()
+        loss_fn(out_counts, y).backward()  # dE/do: zero rows are the samples without error
+        error_samples = int(out_counts.grad.ne(0).any(1).sum())
         del outs
     peak_kib = max(p for p in peaks if p is not None) if peak_reset and peaks else None
     if peak_kib is None:
@@ -191,6 +216,8 @@ def main() -> None:
         "peak_above_baseline_mib": round((peak_kib - (base_kib or 0)) / 1024, 1),
         "peak_reset": peak_reset,
         "spikes_per_layer": counts,
+        "weights": args.weights or "initial",
+        "error_samples": error_samples,
     }
     if dev.type == "cuda":
         result["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

@@ -4,8 +4,15 @@
     python benchmarks/bench_mlp.py --batch 64 --T 400 --mode forward
     python benchmarks/bench_mlp.py --batch 64 --T 400 --mode train --rule bptt      # hm2bp.baselines
     python benchmarks/bench_mlp.py --batch 64 --T 400 --mode train --rule snntorch  # needs snntorch
+    python benchmarks/bench_mlp.py --batch 64 --T 400 --mode train --data-dir /path/to/data \
+        --weights runs/mnist_mlp/<run>/checkpoints/last.ckpt   # a trained network on MNIST trains
 
-Input: MNIST-like Bernoulli spikes at p = 0.03. Rules:
+Input: MNIST-like Bernoulli spikes at p = 0.03 with random labels, or, with ``--data-dir`` (a folder
+holding ``MNIST/raw``), the first ``--batch`` MNIST training images rate-coded as the datamodule does
+(p = x / (5.5 * 255)) with their labels. ``--weights`` takes a run's checkpoint (``hm2bp.load``: the
+network and loss it was trained with) instead of a fresh network; a learned network leaves most
+samples without output error, and those drop out of the HM2-BP backward (``error_samples`` in the
+output line counts the others). Rules:
 
 * ``hm2bp``: ``hm2bp.SpikingNetwork`` with the official MNIST options (lateral inhibition 1, target
   injection 35, regulariser 10/0.04); ``--mode forward`` is the LIF simulation alone (no_grad).
@@ -122,14 +129,24 @@ def main() -> None:
                     help="intra-op threads during loss.backward() only (default: --threads)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--density", type=float, default=0.03)
+    ap.add_argument("--data-dir", default=None, help="folder with MNIST/raw: real images and labels as input")
+    ap.add_argument("--weights", default=None, help="a trained run's .ckpt (hm2bp rule): its network and loss")
     add_allocator_option(ap)
     args = ap.parse_args()
+    if args.weights and args.rule != "hm2bp":
+        ap.error("--weights needs --rule hm2bp")
     torch.set_num_threads(args.threads)
     apply_allocator_option(args)
     torch.manual_seed(0)
     dev = torch.device(args.device)
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    if args.rule == "hm2bp":
+    loss_fn = SpikeCountLoss()
+    if args.weights:
+        import hm2bp
+
+        model = hm2bp.load(args.weights, map_location="cpu")
+        net, loss_fn = model.network.train(), model.loss
+    elif args.rule == "hm2bp":
         net = SpikingNetwork(args.spec, thresholds, output_lateral_inhibition=1.0,
                              spsp=args.spsp, target_injection=35, reg_lambda=10, reg_beta=0.04)
     elif args.rule == "bptt":
@@ -140,10 +157,18 @@ def main() -> None:
         net = _snntorch_net(args.spec, thresholds)
     net = net.to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    loss_fn = SpikeCountLoss()
-    x = (torch.rand(args.T, args.batch, net.num_inputs, device=dev) < args.density).to(torch.uint8)
-    x[0] = 0
-    y = torch.randint(0, net.num_classes, (args.batch,), device=dev)
+    if args.data_dir:
+        from bench_cnn import _images
+
+        from hm2bp.datamodules.encoding import bernoulli_rate
+
+        images, y = _images(args.data_dir, args.batch)
+        x = bernoulli_rate(images.flatten(1), args.T, index=torch.arange(args.batch)).to(dev)
+        y = y.to(dev)
+    else:
+        x = (torch.rand(args.T, args.batch, net.num_inputs, device=dev) < args.density).to(torch.uint8)
+        x[0] = 0
+        y = torch.randint(0, net.num_classes, (args.batch,), device=dev)
     times = []
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     base_kib = _rss_kib("VmRSS")
@@ -173,6 +198,9 @@ def main() -> None:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
         out = out.detach()
+    counts = out.sum(0).to(torch.float64).requires_grad_()
+    loss_fn(counts, y).backward()  # dE/do of the last step: zero rows are the samples without error
+    error_samples = int(counts.grad.ne(0).any(1).sum())
     peak_kib = _rss_kib("VmHWM") if peak_reset else None
     if peak_kib is None:
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -187,6 +215,9 @@ def main() -> None:
         "peak_above_baseline_mib": round((peak_kib - (base_kib or 0)) / 1024, 1),
         "peak_reset": peak_reset,
         "out_spikes_per_sample": round(float(out.sum()) / args.batch, 1),
+        "input": "mnist" if args.data_dir else f"random p={args.density}",
+        "weights": args.weights or "initial",
+        "error_samples": error_samples,
     }
     if dev.type == "cuda":
         res["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
