@@ -227,6 +227,8 @@ SCRIPTS: dict[str, Script] = {
     "benchmarks/gpu_session.sh": Script(skip="needs a CUDA device and MNIST; `bash -n` checks its syntax here"),
     "scripts/plot_curves.py": Script(("--experiment", "mnist_mlp", "--run", "hm2bp=curves.csv", "--out",
                                       "img/curve.png")),
+    # the repository's docs/data/epoch_times.csv, drawn into the temporary folder
+    "scripts/plot_epoch_times.py": Script(("--out", "img/epoch_times.png")),
 }
 
 
