@@ -61,22 +61,25 @@ NETWORKS = {
 }
 
 
+def _spy(f, seen: list[int]):
+    """``f`` that first records the batch size of its first argument (events, trains or a forward record)."""
+    def spy(*a, **k):
+        first = a[0]
+        seen.append(first.post.shape[1] if hasattr(first, "post") else first.shape[1])
+        return f(*a, **k)
+    return spy
+
+
 def _grads(spec, thresholds, x, y, upstream, *, drop: bool, monkeypatch, seen: list[int]):
     """Parameter gradients of ``counts.backward(upstream)``; ``seen`` gets the batch size each
     layer's rule ran on. ``drop=False`` runs every sample (the reference)."""
     with monkeypatch.context() as m:
         if not drop:
             m.setattr(LiveSamples, "of", staticmethod(lambda grad_counts: None))
-        for module, name, arg in [(hm2bp.layers.conv, "conv_hm2bp_backward_events", 0),
-                                  (hm2bp.layers.conv, "conv_hm2bp_backward", 0),
-                                  (hm2bp.layers.pool, "pool_hm2bp_backward_events", 0),
-                                  (hm2bp.layers.pool, "pool_hm2bp_backward", 0),
-                                  (hm2bp.layers.linear, "hm2bp_backward", 0)]:
-            def spy(*a, _f=getattr(module, name), _arg=arg, **k):
-                first = a[_arg]
-                seen.append(first.post.shape[1] if hasattr(first, "post") else first.shape[1])
-                return _f(*a, **k)
-            m.setattr(module, name, spy)
+        for module, name in [(hm2bp.layers.conv, "conv_hm2bp_backward_events"), (hm2bp.layers.conv, "conv_hm2bp_backward"),
+                             (hm2bp.layers.pool, "pool_hm2bp_backward_events"), (hm2bp.layers.pool, "pool_hm2bp_backward"),
+                             (hm2bp.layers.linear, "hm2bp_backward")]:
+            m.setattr(module, name, _spy(getattr(module, name), seen))
         net = _net(spec, thresholds)
         counts = net(x, target=y).sum(0)
         counts.backward(upstream)
