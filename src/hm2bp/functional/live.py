@@ -75,6 +75,14 @@ class LiveSamples:
         out = (t * self.count + nb) * per_sample + (rem - b * per_sample)
         return out[keep].to(index.dtype)
 
+    def trains(self, pre: Tensor, post: Tensor, pre_index: Tensor | None,
+               post_index: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """A layer's input and output trains ``[T, B, ...]`` and their flat spike indices (``None``
+        stays ``None``), narrowed to the live samples."""
+        T = pre.shape[0]
+        return (self.rows(pre, 1), self.rows(post, 1), self.flat(pre_index, T, pre[0, 0].numel()),
+                self.flat(post_index, T, post[0, 0].numel()))
+
     def scatter(self, x: Tensor | None) -> Tensor | None:
         """Rows of the live samples ``[B', ...]`` -> ``[B, ...]`` with zeros for the dropped ones."""
         if x is None:

@@ -65,8 +65,7 @@ class _HM2BPConv(torch.autograd.Function):
         per_sample = pre[0, 0].numel()
         live = LiveSamples.of(grad_counts)
         if live is not None:  # samples without error add exact zeros: run the rest (functional/live.py)
-            index, out_index = live.flat(index, T, per_sample), live.flat(out_index, T, post[0, 0].numel())
-            pre, post = live.rows(pre, 1), live.rows(post, 1)
+            pre, post, index, out_index = live.trains(pre, post, index, out_index)
             counts_in, counts, grad_counts = live.rows(counts_in), live.rows(counts), live.rows(grad_counts)
         B = pre.shape[1]
         if not ctx.sparse:  # dense input: the conv-form backward over time chunks

@@ -50,9 +50,8 @@ class _HM2BPLinear(torch.autograd.Function):
         pre, post, weight, bias, target, counts_in, counts, events, out_index = ctx.saved_tensors
         live = LiveSamples.of(grad_counts)
         if live is not None:  # samples without error add exact zeros: run the rest (functional/live.py)
-            T = pre.shape[0]
-            events, out_index = live.flat(events, T, pre[0, 0].numel()), live.flat(out_index, T, post[0, 0].numel())
-            pre, post, target = live.rows(pre, 1), live.rows(post, 1), live.rows(target)
+            pre, post, events, out_index = live.trains(pre, post, events, out_index)
+            target = live.rows(target)
             counts_in, counts, grad_counts = live.rows(counts_in), live.rows(counts), live.rows(grad_counts)
         pre_events = None
         if events is not None:

@@ -49,9 +49,7 @@ class _HM2BPPool(torch.autograd.Function):
             return (None, *none)
         live = LiveSamples.of(grad_counts)
         if live is not None:  # samples without error pass back zeros: run the rest (functional/live.py)
-            T = pre.shape[0]
-            index, out_index = live.flat(index, T, pre[0, 0].numel()), live.flat(out_index, T, post[0, 0].numel())
-            pre, post = live.rows(pre, 1), live.rows(post, 1)
+            pre, post, index, out_index = live.trains(pre, post, index, out_index)
             counts_in, counts, grad_counts = live.rows(counts_in), live.rows(counts), live.rows(grad_counts)
         if not ctx.sparse:
             grad_in = pool_hm2bp_backward(pre, post, grad_counts, ctx.window, ctx.psp_kernel, divisor=ctx.divisor,
