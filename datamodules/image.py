@@ -73,13 +73,28 @@ class RateCodedImageDataModule(SpikeDataModule):
     def encode(self, images, index, stage: str, epoch: int = 0):
         """Images ``[B, *shape]`` -> spikes ``[T, B, *shape]`` uint8."""
         redraw = stage == "train" and self.redraw_every_epoch
+        return self._rate_code(images, index, stage, epoch if redraw else 0)
+
+    def encode_draw(self, images, index, stage: str, draw: int):
+        """Evaluation images ``[B, *shape]`` -> draw ``draw`` of their spike trains ``[T, B, *shape]``.
+
+        Draw 0 is the fixed train that validation and test use; draws 1, 2, ... are independent
+        redraws of the same rates, keyed by ``(seed, split, index, draw)`` (test-time averaging over
+        draws: :func:`hm2bp.draws.average_draws`)."""
+        if stage == "train":
+            raise ValueError("encode_draw is for evaluation splits ('val', 'test', 'predict'), not 'train'")
+        if isinstance(draw, bool) or not isinstance(draw, int) or draw < 0:
+            raise ValueError(f"draw must be an integer >= 0, got {draw!r}")
+        return self._rate_code(self.augment(images, stage), index, stage, draw)
+
+    def _rate_code(self, images, index, stage: str, key: int):
         if self.pixel_order == "compact":
             images = compact_nonzero(images)
         return bernoulli_rate(
             images,
             self.time_steps,
             index=index,
-            epoch=epoch if redraw else 0,
+            epoch=key,
             seed=self.seed ^ _SPLIT_SALT[stage],
             rate_divisor=self.rate_divisor,
         )

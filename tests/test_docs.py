@@ -227,6 +227,8 @@ SCRIPTS: dict[str, Script] = {
     "benchmarks/gpu_session.sh": Script(skip="needs a CUDA device and MNIST; `bash -n` checks its syntax here"),
     "scripts/plot_curves.py": Script(("--experiment", "mnist_mlp", "--run", "hm2bp=curves.csv", "--out",
                                       "img/curve.png")),
+    # the latest run of the small digits_nir fit, 2 draws of one test batch
+    "scripts/average_draws.py": Script(("runs/digits_nir", "--draws", "2", "--limit-batches", "1"), needs_run=True),
     # the repository's docs/data/epoch_times.csv, drawn into the temporary folder
     "scripts/plot_epoch_times.py": Script(("--out", "img/epoch_times.png")),
 }
