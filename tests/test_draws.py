@@ -12,7 +12,7 @@ import torch
 
 from hm2bp.draws import average_draws
 from hm2bp.errors import ConfigError
-from tests.helpers.cli_runs import DIGITS, SMALL_T_ARGS, run_cli, run_folder
+from tests.helpers.cli_runs import small_digits_run
 from tests.helpers.digits import digits_data, digits_model, tiny_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,13 +92,7 @@ def test_bad_requests_give_one_clear_error(fitted):
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("runs")
-    run_cli(["fit", "--config", str(DIGITS), "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-             "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
-             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-             "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(root),
-             "--test_after_fit", "false", *SMALL_T_ARGS], cwd=root)
-    return run_folder(root)
+    return small_digits_run(tmp_path_factory.mktemp("runs"), epochs=1)
 
 
 def _script():

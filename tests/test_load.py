@@ -14,7 +14,7 @@ import hm2bp
 from hm2bp import SpikeCountLoss, SpikingClassifier, SpikingNetwork
 from hm2bp.errors import HM2BPError
 from hm2bp.loading import run_checkpoint
-from tests.helpers.cli_runs import DIGITS, SMALL_T_ARGS, run_cli, run_folder
+from tests.helpers.cli_runs import small_digits_run
 from tests.helpers.digits import digits_data, digits_model, tiny_trainer
 
 
@@ -81,13 +81,7 @@ def test_old_checkpoint_loads_with_the_network_given(trained, tmp_path):
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory) -> Path:
     """A tiny digits fit through the command line: its run folder (config.yaml, last and best checkpoints)."""
-    root = tmp_path_factory.mktemp("runs")
-    run_cli(["fit", "--config", str(DIGITS), "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-             "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
-             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-             "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(root),
-             "--test_after_fit", "false", *SMALL_T_ARGS], cwd=root)
-    return run_folder(root)
+    return small_digits_run(tmp_path_factory.mktemp("runs"))
 
 
 def test_run_folder_loads_best_checkpoint(cli_run):

@@ -79,6 +79,17 @@ def run_folder(root: Path) -> Path:
     return run
 
 
+def small_digits_run(root: Path, epochs: int = 2) -> Path:
+    """A tiny digits fit through the command line (3 steps per epoch, T = 30, no logger, no test after
+    fit) under ``root``: its run folder (config.yaml, last and best checkpoints)."""
+    run_cli(["fit", "--config", str(DIGITS), "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+             "--trainer.max_epochs", str(epochs), "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+             "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+             "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(root),
+             "--test_after_fit", "false", *SMALL_T_ARGS], cwd=root)
+    return run_folder(root)
+
+
 def cli_env(extra_path: Path | None = None) -> dict:
     env = dict(os.environ, WANDB_MODE="disabled", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     env.pop("HM2BP_RUN_DIR", None)
