@@ -6,8 +6,8 @@
 weights are its best checkpoint, or ``last.ckpt`` with ``--checkpoint last``), a checkpoint file
 inside one, or a folder of runs (``trainer.default_root_dir``: its latest run). Draw 0 is the
 split's usual fixed train, so the ``k = 1`` row is the plain test (or validation) accuracy; each
-further draw costs one more inference pass (``hm2bp.draws``). Prints a Markdown table (k, accuracy of the summed counts, accuracy of draw k alone) and, with ``--json``,
-writes the numbers to a file.
+further draw costs one more inference pass (``hm2bp.draws``). Prints a Markdown table (k, accuracy
+of the summed counts, accuracy of draw k alone) and, with ``--json``, writes the numbers to a file.
 """
 from __future__ import annotations
 
@@ -17,12 +17,11 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 import hm2bp
 from hm2bp.draws import SPLITS, average_draws
 from hm2bp.errors import ConfigError, HM2BPError
-from hm2bp.loading import CONFIG_FILE
+from hm2bp.loading import CONFIG_FILE, read_run_config
 from hm2bp.runs import is_run_dir, latest_run, run_dir_of
 from hm2bp.settings import build_module
 
@@ -33,11 +32,7 @@ def run_datamodule(run: Path, data_dir: str | None, batch_size: int | None):
     from pytorch_lightning import LightningDataModule
 
     config = run / CONFIG_FILE
-    try:
-        cfg = yaml.safe_load(config.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"cannot read {config} ({err.__class__.__name__}: {err})") from err
-    data = cfg.get("data") if isinstance(cfg, dict) else None
+    data = read_run_config(config).get("data")
     if not isinstance(data, dict) or "class_path" not in data:
         raise ConfigError(f"{config} has no data section {{class_path, init_args}}")
     init_args = dict(data.get("init_args") or {})

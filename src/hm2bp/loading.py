@@ -111,14 +111,21 @@ def _recorded_best(last: Path) -> Path | None:
     return None
 
 
-def _modules_from_config(config: Path) -> dict:
-    """``{"network": ..., "loss": ...}`` built from the ``model`` section of a run's ``config.yaml``."""
+def read_run_config(config: Path) -> dict:
+    """A run's resolved ``config.yaml`` as a dict (empty when the file holds no mapping); one
+    :class:`~hm2bp.errors.ConfigError` naming the file when it cannot be read."""
     try:
         with open(config) as f:
             cfg = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"hm2bp.load: cannot read {config} ({err.__class__.__name__}: {err})") from err
-    model = cfg.get("model") if isinstance(cfg, dict) else None
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _modules_from_config(config: Path) -> dict:
+    """``{"network": ..., "loss": ...}`` built from the ``model`` section of a run's ``config.yaml``."""
+    cfg = read_run_config(config)
+    model = cfg.get("model")
     if isinstance(model, dict) and "class_path" in model:  # model given as {class_path, init_args}
         model = model.get("init_args") or {}
     if not isinstance(model, dict) or not isinstance(model.get("network"), dict):
