@@ -342,5 +342,16 @@ class SpikeDataModule(pl.LightningDataModule):
         Datasets whose trains do not depend on the stage convert as in ``on_after_batch_transfer``."""
         return self.on_after_batch_transfer(batch, 0)
 
+    def _stage(self) -> str:
+        """What the attached trainer is doing: ``"train"``, ``"val"`` or ``"test"`` (no trainer: ``"test"``)."""
+        t = self.trainer
+        if t is None:
+            return "test"
+        if t.training:
+            return "train"
+        if t.sanity_checking or t.validating:
+            return "val"
+        return "test"
+
     def current_epoch(self) -> int:
         return int(self.trainer.current_epoch) if self.trainer is not None else 0

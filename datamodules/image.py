@@ -56,16 +56,6 @@ class RateCodedImageDataModule(SpikeDataModule):
         self.rate_divisor = number("data.init_args.rate_divisor", rate_divisor, low=1, hint="p = x / (rate_divisor * 255) <= 1")
         self.redraw_every_epoch = redraw_every_epoch
 
-    def _stage(self) -> str:
-        t = self.trainer
-        if t is None:
-            return "test"
-        if t.training:
-            return "train"
-        if t.sanity_checking or t.validating:
-            return "val"
-        return "test"
-
     def augment(self, images, stage: str):
         """Hook for on-device augmentation of uint8 images ``[B, H, W]`` (identity here)."""
         return images

@@ -8,7 +8,8 @@ every encoding parameter; an entry is used only if every source file still has t
 for recently modified files, content it was built from). Loaders yield flat COO batches; the dense
 ``[T, B, *input_shape]`` uint8 tensor is built on the batch's device in
 ``on_after_batch_transfer`` (spikes at ``time >= T`` are dropped there, so the cache does not
-depend on T).
+depend on T), after the optional training augmentation of
+:mod:`hm2bp.datamodules.spike_augment`.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset
 from hm2bp.checks import count_or_fraction
 from hm2bp.datamodules.base import SpikeDataModule, seeded_split
 from hm2bp.datamodules.cache import SpikeCache, SpikeLists, resolve_cache_dir
-from hm2bp.errors import DataError, DataNotFoundError
+from hm2bp.datamodules.spike_augment import SpikeJitter, jitter_spikes
+from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 
 
 def unique_pairs(channels: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +96,9 @@ class SpikeListDataModule(SpikeDataModule):
             (a fraction adapts to partial folders); 0 trains on every training sample, without validation.
         cache_dir: where encoded splits are kept (``$HM2BP_CACHE_DIR`` or ``~/.cache/hm2bp``).
         batch_size, num_workers, seed: see ``SpikeDataModule``.
+        augment: stretch, jitter and thin every training train anew each epoch
+            (:class:`~hm2bp.datamodules.spike_augment.SpikeJitter`, keyed by ``(seed, index, epoch)``);
+            ``None`` (default) keeps the stored trains. Validation and test trains are never changed.
     """
 
     cache_name = "spikes"
@@ -107,10 +112,12 @@ class SpikeListDataModule(SpikeDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
+        augment: SpikeJitter | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, time_steps=time_steps)
         self.val_size = count_or_fraction("data.init_args.val_size", val_size, zero_ok=True)
         self.cache_dir = resolve_cache_dir(cache_dir)
+        self.augment = _jitter_record(augment)
         self._lists: dict[str, SpikeLists] = {}
 
     # -- to implement -----------------------------------------------------------------------
@@ -186,8 +193,28 @@ class SpikeListDataModule(SpikeDataModule):
         # the base's resumable, rank-sharded sampler; only the collation differs
         return super()._loader(dataset, shuffle, collate_fn=collate_spike_lists, permute=permute)
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def to_spikes(self, batch, stage: str):
+        """A COO loader batch on its device -> ``(spikes [T, B, *input_shape], labels, index)`` for ``stage``
+        (training batches are augmented when ``augment`` is set)."""
         channels, times, sample, labels, index = batch
+        if stage == "train" and self.augment is not None:
+            channels, times, sample = jitter_spikes(channels, times, sample, index, self.augment,
+                                                    epoch=self.current_epoch(), seed=self.seed)
         dense = densify(channels, times, sample, len(labels), self.time_steps, self.num_inputs)  # [T, B, N]
         spikes = dense.view(self.time_steps, len(labels), *self.input_shape)
         return spikes, labels.long(), index  # the index names each sample (predictions, boosting)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return self.to_spikes(batch, self._stage())
+
+
+def _jitter_record(augment) -> SpikeJitter | None:
+    """``data.init_args.augment`` as a :class:`SpikeJitter` (a mapping from YAML is accepted too)."""
+    if augment is None or isinstance(augment, SpikeJitter):
+        return augment
+    if isinstance(augment, dict):
+        unknown = sorted(set(augment) - {"stretch", "jitter", "drop"})
+        if unknown:
+            raise ConfigError(f"data.init_args.augment: unknown key(s) {unknown}; use stretch, jitter and drop")
+        return SpikeJitter(**augment)
+    raise ConfigError(f"data.init_args.augment must be null or a mapping {{stretch, jitter, drop}}, got {augment!r}")

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from hm2bp.datamodules.speech import LYON_CHANNELS, SpeechEncoder
+from hm2bp.datamodules.spike_augment import SpikeJitter
 from hm2bp.datamodules.spikelists import SpikeListDataModule
 from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 
@@ -78,6 +79,8 @@ class TI46DataModule(SpikeListDataModule):
         val_size: training samples held out for validation (count, or fraction in (0, 1)).
         cache_dir: where encoded trains are cached (default ``$HM2BP_CACHE_DIR`` or ``~/.cache/hm2bp``).
         batch_size, num_workers, seed: see ``SpikeDataModule``.
+        augment: new stretched, jittered and thinned training trains each epoch, e.g.
+            ``{stretch: 0.1, jitter: 2, drop: 0.1}`` (see ``SpikeListDataModule``); null keeps them fixed.
     """
 
     num_classes = 26
@@ -97,13 +100,14 @@ class TI46DataModule(SpikeListDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
+        augment: SpikeJitter | None = None,
     ) -> None:
         if source not in ("spikes", "audio"):
             raise ConfigError(f"data.init_args.source must be 'spikes' or 'audio', got {source!r}")
         for u in test_utterances:
             if isinstance(u, bool) or not isinstance(u, int) or u < 1:
                 raise ConfigError(f"data.init_args.test_utterances must be utterance numbers >= 1, got {list(test_utterances)}")
-        super().__init__(time_steps, val_size, cache_dir, batch_size, num_workers, seed)
+        super().__init__(time_steps, val_size, cache_dir, batch_size, num_workers, seed, augment=augment)
         self.source = source
         self.data_dir = data_dir  # resolved by the base class
         self.folder = folder or ("TI46_alpha_spikes" if source == "spikes" else "TI46/ti_alpha")

@@ -24,6 +24,7 @@ import torch
 
 from hm2bp.checks import number
 from hm2bp.datamodules.speech import LYON_CHANNELS, SpeechEncoder
+from hm2bp.datamodules.spike_augment import SpikeJitter
 from hm2bp.datamodules.spikelists import SpikeListDataModule
 from hm2bp.errors import ConfigError, DataError, DataNotFoundError
 
@@ -48,6 +49,7 @@ class WavFolderDataModule(SpikeListDataModule):
         rate, decimation, gain, hold, taps, threshold: front end (see ``SpeechEncoder``).
         cache_dir: where encoded trains are cached (default ``$HM2BP_CACHE_DIR`` or ``~/.cache/hm2bp``).
         batch_size, num_workers, seed: see ``SpikeDataModule``.
+        augment: new stretched, jittered and thinned training trains each epoch (see ``SpikeListDataModule``).
     """
 
     input_shape = (LYON_CHANNELS,)
@@ -74,8 +76,9 @@ class WavFolderDataModule(SpikeListDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
+        augment: SpikeJitter | None = None,
     ) -> None:
-        super().__init__(time_steps, val_size, cache_dir, batch_size, num_workers, seed)
+        super().__init__(time_steps, val_size, cache_dir, batch_size, num_workers, seed, augment=augment)
         self.data_dir = data_dir  # resolved by the base class
         self.folder = folder
         self.label_regex = re.compile(label_regex) if label_regex else None
@@ -188,9 +191,10 @@ class FSDDDataModule(WavFolderDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 0,
+        augment: SpikeJitter | None = None,
     ) -> None:
         super().__init__(
             data_dir=data_dir, folder=folder, classes=[str(d) for d in range(10)], label_regex=FSDD_LABEL_REGEX,
             test_regex=test_regex, time_steps=time_steps, val_size=val_size, cache_dir=cache_dir,
-            batch_size=batch_size, num_workers=num_workers, seed=seed,
+            batch_size=batch_size, num_workers=num_workers, seed=seed, augment=augment,
         )
