@@ -12,7 +12,8 @@ injection and W&B run name, which the CLI now derives (from the loss and from
 the model's later ``boosting`` option: off everywhere but in the authors' recipe. Later changes too:
 the network's ``scan_backend`` run-time option ("auto"), the MNIST MLP default without the
 regulariser (``reg_lambda`` 0; the authors' recipe keeps 10), the spike callbacks' ``save_png``, the
-digits callbacks' ``EpochCurve`` and ``digits_nir``'s checkpoints in each run's own folder (no ``dirpath``).
+digits callbacks' ``EpochCurve``, ``digits_nir``'s checkpoints in each run's own folder (no ``dirpath``)
+and the spike-list datamodules' ``augment`` (null: off).
 """
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ def test_composed_experiment_resolves_to_the_values_of_before(name, tmp_path, mo
         assert (args.pop("redraw_every_epoch"), args.pop("augment")) == (True, True)
         assert before["data"]["init_args"].pop("redraw_every_epoch") is False
         assert before["data"]["init_args"].pop("augment", False) is False
+    if "augment" in new_data["init_args"] and "augment" not in before["data"]["init_args"]:
+        assert new_data["init_args"].pop("augment") is None  # the spike-list datamodules' later option: off
     assert new_data == before["data"]
 
     # model: the same values, with the optimizer and schedule spelled as classes
