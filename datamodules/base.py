@@ -339,8 +339,11 @@ class SpikeDataModule(pl.LightningDataModule):
     def to_spikes(self, batch, stage: str):
         """A loader batch on its device -> ``(spikes, labels, index)`` as ``stage`` (``"train"``, ``"val"``,
         ``"test"``) would see it, whatever the trainer is doing (used by evaluation callbacks).
-        Datasets whose trains do not depend on the stage convert as in ``on_after_batch_transfer``."""
-        return self.on_after_batch_transfer(batch, 0)
+        Subclasses implement it; ``on_after_batch_transfer`` calls it with the trainer's stage."""
+        raise NotImplementedError
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return self.to_spikes(batch, self._stage())
 
     def _stage(self) -> str:
         """What the attached trainer is doing: ``"train"``, ``"val"`` or ``"test"`` (no trainer: ``"test"``)."""

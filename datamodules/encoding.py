@@ -37,7 +37,7 @@ def sample_keys(seed: int, index: Tensor, epoch: int | Tensor) -> Tensor:
     return k
 
 
-def hash_uniform(counters: Tensor, salt: int) -> Tensor:
+def counter_uniforms(counters: Tensor, salt: int) -> Tensor:
     """Uniforms in [0, 1) (float32), one per int64 counter in [0, 2^32), decorrelated by ``salt``."""
     x = _mix32((counters.to(torch.int64) & _M32) ^ (salt & _M32))
     return _mix32(x ^ 0x61C88647).to(torch.float32) * (1.0 / 4294967296.0)

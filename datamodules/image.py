@@ -95,6 +95,3 @@ class RateCodedImageDataModule(SpikeDataModule):
         images = self.augment(images, stage)
         spikes = self.encode(images, index, stage, self.current_epoch())
         return spikes, labels.long(), index  # the index names each sample (predictions, boosting)
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        return self.to_spikes(batch, self._stage())

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from hm2bp.checks import number
-from hm2bp.datamodules.encoding import hash_uniform, sample_keys
+from hm2bp.datamodules.encoding import counter_uniforms, sample_keys
 
 _SAMPLE_SALT = 0x7E11_5EED  # decorrelates these keys from the rate code's and the image distortion's
 _STRETCH_SALT = 0x05C4_1E00
@@ -92,14 +92,14 @@ def jitter_spikes(
     if not magnitudes.active or len(times) == 0:
         return channels, times, sample
     keys = sample_keys(seed ^ _SAMPLE_SALT, index.to(sample.device), epoch)  # [B]
-    scale = 1.0 + magnitudes.stretch * (2.0 * hash_uniform(keys, _STRETCH_SALT).to(torch.float64) - 1.0)
+    scale = 1.0 + magnitudes.stretch * (2.0 * counter_uniforms(keys, _STRETCH_SALT).to(torch.float64) - 1.0)
     new_times = torch.round(times.to(torch.float64) * scale[sample]).to(torch.int64)
     counters = (keys[sample] * 0x9E3779B1 + spike_ranks(sample, len(index))) & 0xFFFFFFFF
     if magnitudes.jitter > 0:
         j = magnitudes.jitter
-        shift = torch.floor(hash_uniform(counters, _JITTER_SALT) * (2 * j + 1)).to(torch.int64) - j
-        new_times = new_times + shift.clamp_(-j, j)
+        shift = torch.floor(counter_uniforms(counters, _JITTER_SALT) * (2 * j + 1)).to(torch.int64) - j
+        new_times = new_times + shift.clamp_(-j, j)  # a float32 uniform can round up to 1.0
     keep = new_times >= 0
     if magnitudes.drop > 0:
-        keep &= hash_uniform(counters, _DROP_SALT) >= magnitudes.drop
+        keep &= counter_uniforms(counters, _DROP_SALT) >= magnitudes.drop
     return channels[keep], new_times[keep], sample[keep]

@@ -204,9 +204,6 @@ class SpikeListDataModule(SpikeDataModule):
         spikes = dense.view(self.time_steps, len(labels), *self.input_shape)
         return spikes, labels.long(), index  # the index names each sample (predictions, boosting)
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        return self.to_spikes(batch, self._stage())
-
 
 def _jitter_record(augment) -> SpikeJitter | None:
     """``data.init_args.augment`` as a :class:`SpikeJitter` (a mapping from YAML is accepted too)."""
